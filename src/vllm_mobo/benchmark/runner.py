@@ -1,0 +1,151 @@
+"""Run one candidate in its own process group, with a timeout, and write its ``metrics.json`` atomically.
+
+Whatever happens to the worker (an exception, an out-of-memory kill, a hang past the timeout), the runner writes
+a metrics file: ``status: ok`` with the measurements, or ``status: failed`` with the kind of failure, the reason
+and the tail of the worker's log. The search reads failures as infeasible points and never proposes them again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..io import write_json_atomic
+from ..space import candidate_name, devices_used
+from . import hardware
+from .model import model_location, vocab_size
+
+SCHEMA_VERSION = 1
+_OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|No available memory for the cache blocks|KV cache", re.I)
+
+
+def build_spec(config: dict, candidate: dict, model_dir: str | None) -> dict:
+    """The worker's input: engine args (fixed + candidate), model, workload, measurement settings."""
+    wl = config["workload"]
+    model, model_args = model_location(wl["model"], model_dir)
+    engine_args = {**model_args, **config.get("engine_args", {}), **candidate["config"]}
+    engine_args.setdefault("seed", wl.get("seed", 0))
+    if wl.get("max_model_len"):
+        engine_args.setdefault("max_model_len", wl["max_model_len"])
+    bench = config["benchmark"]
+    device = hardware.resolve_device(bench["device"])
+    gpus = hardware.visible_gpu_indices()[: devices_used(engine_args)] if device == "cuda" else []
+    return {
+        "model": model,
+        "engine_args": engine_args,
+        "workload": wl,
+        "vocab_size": vocab_size(wl["model"], model),
+        "warmup_prompts": bench["warmup_prompts"],
+        "cooldown_s": bench["cooldown_s"],
+        "energy": config["energy"],
+        "device": device,
+        "gpu_indices": gpus,
+    }
+
+
+def worker_environment(spec: dict) -> dict:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if spec["device"] == "cpu":
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.get("cpu_kvcache_space_gib", 1)))
+        ranks = devices_used(spec["engine_args"])
+        if ranks > 1:
+            env.setdefault("VLLM_CPU_OMP_THREADS_BIND", hardware.cpu_bind_groups(ranks))
+    return env
+
+
+def classify_failure(returncode: int | None, timed_out: bool, log_tail: str) -> tuple[str, str]:
+    """(kind, reason) for a worker that produced no result."""
+    if timed_out:
+        return "timeout", "the benchmark exceeded benchmark.timeout_s and was killed"
+    if returncode is not None and returncode < 0:
+        sig = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+        kind = "oom" if sig == "SIGKILL" else "crash"
+        return kind, f"the worker was killed by {sig}" + (" (likely the kernel's out-of-memory killer)" if kind == "oom" else "")
+    lines = [l for l in log_tail.strip().splitlines() if l.strip()]
+    errors = [l for l in lines if re.search(r"(Error|Exception)\b", l)]
+    last = (errors or lines or [f"exit status {returncode}"])[-1].strip()
+    return ("oom" if _OOM.search(log_tail) else "exception"), last[:500]
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path | str, log_path: Path | str,
+                  model_dir: str | None = None, worker_module: str = "vllm_mobo.benchmark.offline") -> dict:
+    """Benchmark ``candidate`` (``{"name", "config"}``) and write ``out_path``; return the metrics written."""
+    out_path, log_path = Path(out_path), Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    spec = build_spec(config, candidate, model_dir)
+    spec["cpu_kvcache_space_gib"] = config["benchmark"].get("cpu_kvcache_space_gib", 1)
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "run": config["run"],
+        "iteration": iteration,
+        "candidate": candidate["name"],
+        "config": candidate["config"],
+        "engine_args": spec["engine_args"],
+        "mode": config["benchmark"]["mode"],
+        "device": spec["device"],
+        "devices_used": devices_used(spec["engine_args"]),
+        "software": hardware.software_versions(),
+        "hardware": hardware.describe_hardware(spec["gpu_indices"]),
+        "workload": {k: v for k, v in config["workload"].items() if k != "model"},
+        "model": spec["model"] if "path" in config["workload"]["model"] else "architecture (dummy weights)",
+    }
+    assert candidate["name"] == candidate_name(candidate["config"]), "candidate name does not match its config"
+
+    with tempfile.TemporaryDirectory(prefix="vllm-mobo-") as tmp:
+        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        t0 = time.perf_counter()
+        timed_out = False
+        with open(log_path, "a") as log:
+            log.write(f"[vllm-mobo] candidate {candidate['name']} engine_args={json.dumps(spec['engine_args'])}\n")
+            log.flush()
+            proc = subprocess.Popen([sys.executable, "-m", worker_module, str(spec_path), str(result_path)],
+                                    stdout=log, stderr=subprocess.STDOUT, env=worker_environment(spec),
+                                    start_new_session=True)
+
+            def _kill_group(signum=None, frame=None):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                if signum is not None:  # interrupted: leave nothing running, write nothing
+                    raise SystemExit(128 + signum)
+
+            previous = {s: signal.signal(s, _kill_group) for s in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                proc.wait(timeout=config["benchmark"]["timeout_s"])
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                _kill_group()  # the engine's helper processes go with the group
+                proc.wait()
+                for s, h in previous.items():
+                    signal.signal(s, h)
+        record["timing"] = {"wall_s": time.perf_counter() - t0}
+        if result_path.exists():  # a worker that hangs in shutdown after writing still counts
+            result = json.loads(result_path.read_text())
+            record.update(status="ok", failure=None, metrics=result["measurements"], energy=result["energy"],
+                          resolved_engine_args=result["resolved_engine_args"])
+            record["timing"].update(result["timing"])
+        else:
+            tail = _tail(log_path)
+            kind, reason = classify_failure(proc.returncode, timed_out, tail)
+            record.update(status="failed", failure={"kind": kind, "reason": reason, "returncode": proc.returncode,
+                                                    "log_tail": tail}, metrics=None, energy=None)
+    write_json_atomic(out_path, record)
+    return record

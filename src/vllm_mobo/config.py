@@ -1,0 +1,135 @@
+"""Load ``config.yaml`` and validate it against ``workflow/schemas/config.schema.yaml``.
+
+A malformed config raises :class:`ConfigError` with one message per problem, each naming the key (as a dotted
+path) and what is allowed, before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration does not follow the schema or is inconsistent."""
+
+
+def load_schema(path: Path | str = SCHEMA_PATH) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in error.absolute_path]
+    text = ".".join(parts).replace(".[", "[")
+    return text or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One readable line for a schema violation: the key, what is wrong, what is allowed."""
+    key = _key_path(error)
+    v = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if v == "enum":
+        allowed = ", ".join(repr(x) for x in error.validator_value)
+        return f"{key}: {error.instance!r} is not allowed; allowed values: {allowed}"
+    if v == "const":
+        return f"{key}: {error.instance!r} is not allowed; allowed value: {error.validator_value!r}"
+    if v == "additionalProperties":
+        extra = sorted(set(error.instance) - set(schema.get("properties", {})))
+        allowed = ", ".join(sorted(schema.get("properties", {}))) or "none"
+        return f"{key}: unknown key(s) {', '.join(extra)}; allowed keys: {allowed}"
+    if v == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return f"{key}: missing required key(s) {', '.join(missing)}"
+    if v == "type":
+        return f"{key}: {error.instance!r} has the wrong type; expected {error.validator_value}"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"{key}: {error.instance!r} violates {v} {error.validator_value}"
+    if v == "oneOf" and key.endswith("model"):
+        return f"{key}: give exactly one of `path` (a model id or directory) or `architecture` (a config.json body)"
+    if v == "oneOf" and key.endswith("num_devices"):
+        return f"{key}: {error.instance!r} is not allowed; use 'auto' or a positive integer"
+    if v == "pattern":
+        return f"{key}: {error.instance!r} does not match {error.validator_value} (letters, digits, '_', '.', '-')"
+    if v in ("minItems", "maxItems", "uniqueItems", "minProperties"):
+        return f"{key}: {error.message} ({v} {error.validator_value})"
+    return f"{key}: {error.message}"
+
+
+def _fill_defaults(schema: dict, instance: Any, root: dict) -> None:
+    """Insert schema defaults for missing object properties, recursively (after validation)."""
+    if "$ref" in schema:
+        ref = schema["$ref"].split("/")[-1]
+        schema = root["$defs"][ref]
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(sub, instance[key], root)
+
+
+def _check_consistency(config: dict) -> list[str]:
+    """Checks JSON Schema cannot express: ranges, objective pairs, duplicate metrics."""
+    problems = []
+    wl = config["workload"]
+    for name in ("input_len", "output_len"):
+        if wl[name]["min"] > wl[name]["max"]:
+            problems.append(f"workload.{name}: min ({wl[name]['min']}) is larger than max ({wl[name]['max']})")
+    metrics = [o["metric"] for o in config["objectives"]]
+    if len(set(metrics)) != len(metrics):
+        problems.append(f"objectives: the same metric twice ({', '.join(metrics)}); give two different metrics")
+    overlap = set(config["search_space"]) & set(config.get("engine_args", {}))
+    if overlap:
+        problems.append(f"engine_args: {', '.join(sorted(overlap))} also in search_space; a knob is either searched or fixed")
+    mml = wl.get("max_model_len")
+    if mml is not None and mml < wl["input_len"]["max"] + wl["output_len"]["max"]:
+        problems.append(
+            f"workload.max_model_len: {mml} is below the longest request "
+            f"(input_len.max + output_len.max = {wl['input_len']['max'] + wl['output_len']['max']})"
+        )
+    opt = config["optimizer"]
+    n_initial = opt["initial_design"] + (1 if opt["include_vllm_default"] else 0)
+    if opt["budget"] < n_initial:
+        problems.append(
+            f"optimizer.budget: {opt['budget']} is smaller than iteration 0 "
+            f"(initial_design {opt['initial_design']} + vLLM default {int(opt['include_vllm_default'])})"
+        )
+    return problems
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config``; return a copy with schema defaults filled in. Raise :class:`ConfigError` otherwise."""
+    schema = schema or load_schema()
+    if not isinstance(config, dict):
+        raise ConfigError("config: expected a mapping of keys to values at the top level")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    if errors:
+        # For oneOf/anyOf the sub-errors are noise; one line per failing key is enough.
+        lines = list(dict.fromkeys(_describe(e) for e in errors))
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(lines))
+    config = copy.deepcopy(config)
+    _fill_defaults(schema, config, schema)
+    problems = _check_consistency(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def load_config(path: Path | str) -> dict:
+    path = Path(path)
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return validate_config(raw)

@@ -1,0 +1,80 @@
+# Imports, config validation and the input functions that unroll the search with checkpoints.
+
+import json
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from vllm_mobo.benchmark.hardware import resolve_device
+from vllm_mobo.config import load_schema, validate_config
+from vllm_mobo.space import devices_used
+
+min_version("9.0")
+
+
+# Validate before any job starts; defaults from the schema are filled in. A malformed config stops here with
+# one line per problem naming the key and what is allowed.
+config.update(validate_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml"))))
+
+RESULTS = f"results/{config['run']}"
+LOGS = f"logs/{config['run']}"
+MODEL_DIR = f"{RESULTS}/model"
+# Where benchmarks run. On a cluster whose head node has no GPU, set benchmark.device: cuda explicitly.
+DEVICE = resolve_device(config["benchmark"]["device"])
+
+
+wildcard_constraints:
+    iteration=r"\d+",
+    candidate=r"[A-Za-z0-9][A-Za-z0-9_.=-]*",
+
+
+def read_proposal(iteration):
+    """The proposal of an iteration, once its checkpoint has run (else Snakemake re-plans after it)."""
+    path = checkpoints.propose.get(iteration=iteration).output.proposal
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def metrics_paths(iteration):
+    return [
+        f"{RESULTS}/iter_{iteration}/{c['name']}/metrics.json" for c in read_proposal(iteration)["candidates"]
+    ]
+
+
+def model_inputs(wildcards=None):
+    """The model directory rule's output for architecture models; nothing for a model path."""
+    return [f"{MODEL_DIR}/config.json"] if "architecture" in config["workload"]["model"] else []
+
+
+def propose_inputs(wildcards):
+    """Iteration i's proposal needs every result of iterations 0..i-1 and the earlier proposals."""
+    i = int(wildcards.iteration)
+    inputs = {"proposals": [], "metrics": []}
+    for j in range(i):
+        inputs["proposals"].append(f"{RESULTS}/iter_{j}/proposal.json")
+        inputs["metrics"] += metrics_paths(j)
+    return inputs
+
+
+def final_iteration():
+    """The last iteration that proposed candidates: walk the checkpoints until one says stop."""
+    i = 0
+    while not read_proposal(i)["stop"]:
+        i += 1
+    return i - 1
+
+
+def all_metrics(wildcards=None):
+    return [p for j in range(final_iteration() + 1) for p in metrics_paths(j)]
+
+
+def all_proposals(wildcards=None):
+    return [f"{RESULTS}/iter_{j}/proposal.json" for j in range(final_iteration() + 2)]
+
+
+def candidate_devices(wildcards):
+    """GPUs (or CPU ranks) a candidate occupies: TP x PP, with the fixed engine args."""
+    for c in read_proposal(wildcards.iteration)["candidates"]:
+        if c["name"] == wildcards.candidate:
+            return devices_used({**config.get("engine_args", {}), **c["config"]})
+    raise ValueError(f"candidate {wildcards.candidate} is not in iteration {wildcards.iteration}'s proposal")
