@@ -16,6 +16,12 @@
   (``measured``), else CodeCarbon v2's model: resident GB of the process tree x 0.375 W/GB x window seconds
   (``estimated``).
 
+Options (``energy`` section of the config, see :meth:`EnergySession.from_config`): an idle baseline measured by
+the same meters just before the window and subtracted from it (``subtract_idle``; every reading then keeps its
+``gross_joules`` and the baseline in ``detail``); the GPUs metered are the caller's choice (the runner passes the
+candidate's GPUs or, with ``gpu_scope: node``, every GPU NVML sees). For each GPU the reading records model, UUID,
+driver, power limit, and SM/memory clocks, temperature, power draw and P-state at the window's start and end.
+
 Process-tree CPU time is the tree's cumulative counter read at ``start()`` and at ``stop()``: for the root and
 every live descendant, user + system time plus the time of its children that have already exited and been reaped
 (``children_user``/``children_system``). A child that appears during the window therefore counts from zero, and
@@ -69,11 +75,15 @@ def summarize(readings: list[EnergyReading]) -> dict:
     if not readings:
         raise ValueError("summarize() needs at least one reading")
     provenances = {r.provenance for r in readings}
-    return {
+    out = {
         "total_j": float(sum(r.joules for r in readings)),
         "provenance": provenances.pop() if len(provenances) == 1 else "mixed",
+        "idle_subtracted": any("idle_baseline" in r.detail for r in readings),
         "sources": [r.to_dict() for r in readings],
     }
+    if out["idle_subtracted"]:
+        out["gross_total_j"] = float(sum(r.detail.get("gross_joules", r.joules) for r in readings))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------- RAPL
@@ -279,6 +289,7 @@ class _NvmlMeter:
         self._handles = {i: nvml.nvmlDeviceGetHandleByIndex(i) for i in self.indices}
         self._driver = _text(nvml.nvmlSystemGetDriverVersion())
         self._names = {i: _text(nvml.nvmlDeviceGetName(h)) for i, h in self._handles.items()}
+        self._static = {i: self._static_info(h) for i, h in self._handles.items()}
         self._state_start = {i: self._state(h) for i, h in self._handles.items()}
         self._counter_start_mj: dict[int, int] = {}
         unsupported = {}
@@ -310,6 +321,18 @@ class _NvmlMeter:
             pynvml.nvmlShutdown()
             raise
 
+    def _static_info(self, handle) -> dict:
+        """UUID and power limit; None where the GPU does not report them."""
+        out = {}
+        for key, fn in (("uuid", "nvmlDeviceGetUUID"), ("power_limit_mw", "nvmlDeviceGetEnforcedPowerLimit")):
+            try:
+                value = getattr(self._nvml, fn)(handle)
+            except (self._nvml.NVMLError, AttributeError):
+                value = None
+            out[key] = _text(value) if isinstance(value, bytes) else value
+        return {"uuid": out["uuid"],
+                "power_limit_w": out["power_limit_mw"] / 1000.0 if out["power_limit_mw"] is not None else None}
+
     def _state(self, handle) -> dict:
         """SM clock and temperature now; None where the GPU does not report them."""
 
@@ -319,8 +342,12 @@ class _NvmlMeter:
             except self._nvml.NVMLError:
                 return None
 
+        power_mw = optional(self._nvml.nvmlDeviceGetPowerUsage)
         return {"sm_clock_mhz": optional(self._nvml.nvmlDeviceGetClockInfo, self._nvml.NVML_CLOCK_SM),
-                "temperature_c": optional(self._nvml.nvmlDeviceGetTemperature, self._nvml.NVML_TEMPERATURE_GPU)}
+                "mem_clock_mhz": optional(self._nvml.nvmlDeviceGetClockInfo, self._nvml.NVML_CLOCK_MEM),
+                "temperature_c": optional(self._nvml.nvmlDeviceGetTemperature, self._nvml.NVML_TEMPERATURE_GPU),
+                "power_w": power_mw / 1000.0 if power_mw is not None else None,
+                "pstate": optional(self._nvml.nvmlDeviceGetPerformanceState)}
 
     def stop(self, window_s: float) -> EnergyReading:
         """Reads the counters, ends sampling, and shuts NVML down (also when a read fails)."""
@@ -333,7 +360,7 @@ class _NvmlMeter:
             self._nvml.nvmlShutdown()
         gpus = []
         for i in self.indices:
-            gpu = {"index": i, "name": self._names[i]}
+            gpu = {"index": i, "name": self._names[i], **self._static[i]}
             if i in counter_j:
                 gpu.update(joules=counter_j[i], method="energy_counter")
             else:
@@ -370,20 +397,71 @@ class EnergySession:
     thread, a daemon, keeps running) until the process exits: candidates run in their own process."""
 
     def __init__(self, *, root_pid: int, gpu_indices: list[int] | None = None, cpu_watts_per_core: float = 7.5,
-                 ram_watts_per_gb: float = 0.375, rapl_root: str = "/sys/class/powercap", use_nvml: bool = True):
+                 ram_watts_per_gb: float = 0.375, rapl_root: str = "/sys/class/powercap", use_nvml: bool = True,
+                 idle_baseline_s: float = 0.0):
         self.root_pid = root_pid
         self.gpu_indices = list(gpu_indices) if gpu_indices else []
         self.cpu_watts_per_core = cpu_watts_per_core
         self.ram_watts_per_gb = ram_watts_per_gb
         self.rapl_root = Path(rapl_root)
         self.use_nvml = use_nvml
+        self.idle_baseline_s = float(idle_baseline_s or 0.0)
         self._t0: float | None = None
+        self._idle: dict[str, tuple[float, EnergyReading]] | None = None
+
+    @classmethod
+    def from_config(cls, energy: dict, *, root_pid: int, gpu_indices: list[int] | None = None, **kwargs) -> EnergySession:
+        """A session from the ``energy`` section of the config: the estimate constants, and the idle baseline
+        (``subtract_idle``, ``idle_baseline_s``). Which GPUs to meter (``gpu_scope``) is the caller's choice."""
+        idle_s = float(energy.get("idle_baseline_s", 10.0)) if energy.get("subtract_idle") else 0.0
+        return cls(root_pid=root_pid, gpu_indices=gpu_indices,
+                   cpu_watts_per_core=energy.get("cpu_watts_per_core", 7.5),
+                   ram_watts_per_gb=energy.get("ram_watts_per_gb", 0.375), idle_baseline_s=idle_s, **kwargs)
 
     def start(self) -> None:
-        """Begin the window: snapshot the process tree, the RAPL counters and the GPU counters, in that order."""
+        """Begin the window: snapshot the process tree, the RAPL counters and the GPU counters, in that order.
+
+        With ``idle_baseline_s`` > 0, first measure an idle baseline: the same meters over ``idle_baseline_s``
+        seconds of sleep (this call blocks that long; the system must be idle then: nothing runs the load yet).
+        :meth:`stop` then subtracts each source's idle power x the window's length from its joules."""
         if self._t0 is not None:
             raise RuntimeError("EnergySession.start() called twice without stop()")
         psutil.Process(self.root_pid)  # raises NoSuchProcess for a wrong root_pid
+        self._idle = None
+        if self.idle_baseline_s > 0:
+            self._open()
+            time.sleep(self.idle_baseline_s)
+            idle = self._close()
+            self._idle = {r.source: (r.joules / max(r.detail["window_s"], 1e-9), r) for r in idle}
+        self._open()
+
+    def stop(self) -> list[EnergyReading]:
+        """End the window: one reading for the GPUs (if measured), one for the CPU, one for RAM."""
+        if self._t0 is None:
+            raise RuntimeError("EnergySession.stop() called before start()")
+        readings = self._close()
+        if self._idle:
+            readings = [self._subtract_idle(r) for r in readings]
+        return readings
+
+    def _subtract_idle(self, r: EnergyReading) -> EnergyReading:
+        """The reading net of the idle baseline of its source; clamped at zero (flagged) when noise makes the
+        net negative."""
+        if r.source not in self._idle:
+            return r
+        watts, idle = self._idle[r.source]
+        window_s = r.detail["window_s"]
+        idle_j = watts * window_s
+        net = r.joules - idle_j
+        detail = {**r.detail, "gross_joules": r.joules, "net_clamped_at_zero": net < 0,
+                  "idle_baseline": {"watts": watts, "window_s": idle.detail["window_s"], "joules_subtracted": idle_j,
+                                    "provenance": idle.provenance, "method": idle.method}}
+        return dataclasses.replace(
+            r, joules=max(net, 0.0), detail=detail,
+            method=(f"{r.method}; minus an idle baseline of {watts:.2f} W x {window_s:.2f} s (the same meter over "
+                    f"{idle.detail['window_s']:.1f} s of idle just before the window)"))
+
+    def _open(self) -> None:
         self._tree_start = _sample_tree(self.root_pid)
         try:
             packages, drams = _discover_rapl(self.rapl_root)
@@ -395,10 +473,7 @@ class EnergySession:
         self._gpu = _NvmlMeter.open(self.gpu_indices) if self.use_nvml else None
         self._t0 = time.perf_counter()
 
-    def stop(self) -> list[EnergyReading]:
-        """End the window: one reading for the GPUs (if measured), one for the CPU, one for RAM."""
-        if self._t0 is None:
-            raise RuntimeError("EnergySession.stop() called before start()")
+    def _close(self) -> list[EnergyReading]:
         window_s = time.perf_counter() - self._t0
         self._t0 = None
         readings = [self._gpu.stop(window_s)] if self._gpu else []

@@ -14,6 +14,17 @@ from .space import VLLM_DEFAULT
 
 METRIC_COLUMNS = ["output_tokens_per_s", "total_tokens_per_s", "requests_per_s", "joules_per_output_token",
                   "joules_per_token", "energy_j", "elapsed_s", "output_tokens", "prompt_tokens", "num_requests"]
+#: Online (serving) mode only; NaN for offline rows. Latencies in ms over the successful requests of the headline
+#: rate; goodput in requests/s meeting every SLO.
+LATENCY_COLUMNS = [f"{m}_ms_{p}" for m in ("ttft", "tpot", "itl", "e2el") for p in ("p50", "p90", "p99", "mean")]
+ONLINE_COLUMNS = ["request_rate", "goodput", "goodput_fraction", "failed_requests", *LATENCY_COLUMNS,
+                  "energy_window_s", "mean_power_w"]
+
+
+def slo_feasible(record: dict) -> bool:
+    """False when an online record missed its SLOs and they are constraints; True otherwise."""
+    metrics = record.get("metrics") or {}
+    return not (metrics.get("slo_as_constraint") and metrics.get("slo_met") is False)
 
 
 def energy_label(energy: dict | None) -> str:
@@ -34,6 +45,14 @@ def observation_row(record: dict, space_keys: list[str]) -> dict:
     metrics = record.get("metrics") or {}
     for col in METRIC_COLUMNS:
         row[col] = metrics.get(col, np.nan)
+    row["mode"] = record.get("mode", "offline")
+    for col in ONLINE_COLUMNS:
+        value = metrics.get(col, np.nan)
+        row[col] = float(value) if col == "request_rate" and value is not None else value  # "inf" -> inf
+    row["slo_met"] = metrics.get("slo_met", np.nan) if record["status"] == "ok" else np.nan
+    row["slo_violations"] = "; ".join(metrics.get("slo_violations") or [])
+    row["feasible"] = record["status"] == "ok" and slo_feasible(record)
+    row["energy_idle_subtracted"] = bool((record.get("energy") or {}).get("idle_subtracted", False))
     for src in ("gpu", "cpu", "ram"):
         entry = next((s for s in ((record.get("energy") or {}).get("sources", [])) if s["source"] == src), None)
         row[f"energy_{src}_j"] = entry["joules"] if entry else np.nan
@@ -57,10 +76,13 @@ def observations_table(metric_paths: list[Path | str], space_keys: list[str]) ->
 
 
 def to_observations(records: list[dict], objectives: list[dict]) -> list[Observation]:
-    """Metrics records -> optimiser observations (raw objective values in the order of ``objectives``)."""
+    """Metrics records -> optimiser observations (raw objective values in the order of ``objectives``).
+
+    A failed run, and an online run that missed its SLOs while they are constraints (``slo_met: false``), are
+    infeasible: ``ok=False`` without objective values, learnt by the feasibility model and never re-proposed."""
     out = []
     for r in records:
-        ok = r["status"] == "ok"
+        ok = r["status"] == "ok" and slo_feasible(r)
         values = tuple(float(r["metrics"][o["metric"]]) for o in objectives) if ok else None
         if ok and any(not np.isfinite(v) or v <= 0 for v in values):
             ok, values = False, None  # e.g. zero energy measured: not a usable point

@@ -9,9 +9,9 @@ from importlib import metadata
 import psutil
 
 
-def visible_gpu_indices() -> list[int]:
-    """NVML indices of the GPUs this process may use: CUDA_VISIBLE_DEVICES (integer form) or every GPU NVML sees.
-    Empty without NVML or GPUs."""
+def gpu_uuids() -> list[str]:
+    """UUIDs of every GPU NVML sees, by NVML index (PCI bus order); empty without NVML or GPUs. NVML ignores
+    CUDA_VISIBLE_DEVICES."""
     try:
         import pynvml
 
@@ -19,20 +19,58 @@ def visible_gpu_indices() -> list[int]:
     except Exception:
         return []
     try:
-        count = pynvml.nvmlDeviceGetCount()
+        uuids = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            u = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i))
+            uuids.append(u.decode() if isinstance(u, bytes) else str(u))
+        return uuids
     finally:
         pynvml.nvmlShutdown()
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def parse_visible_devices(visible: str | None, uuids: list[str]) -> list[int]:
+    """NVML indices named by a CUDA_VISIBLE_DEVICES value (integers, as NVML/PCI indices, or GPU UUIDs, also
+    abbreviated as CUDA allows); None: every GPU. Entries that name no GPU are dropped (CUDA stops at the first
+    invalid entry: so do we)."""
     if visible is None:
-        return list(range(count))
+        return list(range(len(uuids)))
     indices = []
     for item in visible.split(","):
         item = item.strip()
-        if item.isdigit() and int(item) < count:
+        if item.isdigit() and int(item) < len(uuids):
             indices.append(int(item))
-        elif item:  # UUIDs or MIG names: keep the count, assume the first ones
-            indices.append(len(indices))
+        elif item.startswith("GPU-") and (match := [i for i, u in enumerate(uuids) if u.startswith(item)]):
+            indices.append(match[0])
+        else:
+            break
     return indices
+
+
+def visible_gpu_indices() -> list[int]:
+    """NVML indices of the GPUs this process may use: those CUDA_VISIBLE_DEVICES names (e.g. set by SLURM), or
+    every GPU NVML sees. Empty without NVML or GPUs."""
+    return parse_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"), gpu_uuids())
+
+
+def choose_gpus(n: int, visible: list[int] | None = None) -> list[int]:
+    """The GPUs a candidate of ``n`` = TP x PP ranks is pinned to: the first ``n`` of the GPUs visible to the job.
+
+    Snakemake run locally sets no CUDA_VISIBLE_DEVICES and no per-job GPU list, so this is the whole scheme: it is
+    correct while one benchmark runs at a time on a node (``benchmark_slots: 1`` in profiles/default; two
+    concurrent benchmarks would get the same GPUs). Under SLURM each job's CUDA_VISIBLE_DEVICES already names the
+    GPUs allocated to it, and the first ``n`` of those are the job's."""
+    visible = visible_gpu_indices() if visible is None else visible
+    if n > len(visible):
+        raise ValueError(f"the candidate needs {n} GPUs (TP x PP); only {len(visible)} visible: {visible}")
+    return visible[:n]
+
+
+def cuda_visible_devices(indices: list[int], uuids: list[str] | None = None) -> str:
+    """CUDA_VISIBLE_DEVICES for NVML indices: their UUIDs (unambiguous whatever CUDA_DEVICE_ORDER is), or the
+    indices themselves where UUIDs are unknown (then CUDA_DEVICE_ORDER=PCI_BUS_ID must be set, as the runner
+    does, for CUDA's numbering to match NVML's)."""
+    uuids = gpu_uuids() if uuids is None else uuids
+    return ",".join(uuids[i] if i < len(uuids) else str(i) for i in indices)
 
 
 def cpu_ranks() -> int:

@@ -26,18 +26,30 @@ SCHEMA_VERSION = 1
 _OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|No available memory for the cache blocks|KV cache", re.I)
 
 
+#: The worker module of each benchmark mode.
+WORKERS = {"offline": "vllm_mobo.benchmark.offline", "online": "vllm_mobo.benchmark.online"}
+
+
 def build_spec(config: dict, candidate: dict, model_dir: str | None) -> dict:
-    """The worker's input: engine args (fixed + candidate), model, workload, measurement settings."""
+    """The worker's input: engine args (fixed + candidate), model, workload, measurement settings, and the GPUs:
+    ``gpus_pinned`` (the candidate's TP x PP GPUs, see :func:`.hardware.choose_gpus`) and ``gpu_indices`` (the
+    GPUs metered: those, or with ``energy.gpu_scope: node`` every GPU of the node), both NVML indices."""
     wl = config["workload"]
-    model, model_args = model_location(wl["model"], model_dir)
+    bench = config["benchmark"]
+    mode = bench["mode"]
+    model, model_args = model_location(wl["model"], model_dir, serving=mode == "online")
     engine_args = {**model_args, **config.get("engine_args", {}), **candidate["config"]}
     engine_args.setdefault("seed", wl.get("seed", 0))
     if wl.get("max_model_len"):
         engine_args.setdefault("max_model_len", wl["max_model_len"])
-    bench = config["benchmark"]
     device = hardware.resolve_device(bench["device"])
-    gpus = hardware.visible_gpu_indices()[: devices_used(engine_args)] if device == "cuda" else []
-    return {
+    pinned, metered = [], []
+    if device == "cuda":
+        pinned = hardware.choose_gpus(devices_used(engine_args))
+        scope = config["energy"].get("gpu_scope", "used")
+        metered = list(range(len(hardware.gpu_uuids()))) if scope == "node" else pinned
+    spec = {
+        "mode": mode,
         "model": model,
         "engine_args": engine_args,
         "workload": wl,
@@ -46,19 +58,48 @@ def build_spec(config: dict, candidate: dict, model_dir: str | None) -> dict:
         "cooldown_s": bench["cooldown_s"],
         "energy": config["energy"],
         "device": device,
-        "gpu_indices": gpus,
+        "gpus_pinned": pinned,
+        "gpu_indices": metered,
     }
+    if mode == "online":
+        spec["online"] = bench["online"]
+    return spec
 
 
 def worker_environment(spec: dict) -> dict:
+    """The worker's (and the API server's) environment: on CUDA, CUDA_VISIBLE_DEVICES set to the candidate's GPUs
+    (by UUID) and CUDA_DEVICE_ORDER=PCI_BUS_ID (so that CUDA's numbering matches NVML's, as in the metered
+    indices); on the CPU build, the KV-cache size and one group of cores per TP/PP rank."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if spec["device"] == "cuda" and spec.get("gpus_pinned"):
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["CUDA_VISIBLE_DEVICES"] = hardware.cuda_visible_devices(spec["gpus_pinned"])
     if spec["device"] == "cpu":
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.get("cpu_kvcache_space_gib", 1)))
         ranks = devices_used(spec["engine_args"])
         if ranks > 1:
             env.setdefault("VLLM_CPU_OMP_THREADS_BIND", hardware.cpu_bind_groups(ranks))
     return env
+
+
+def _kill_server_group(pid_file: Path) -> None:
+    """Stop the API server's process group if the online worker left it running (the worker was killed before
+    its own clean-up): by the PID the worker recorded, never by name. The group is signalled only while its
+    leader's group id is still that PID."""
+    try:
+        pgid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        if os.getpgid(pgid) != pgid:
+            return  # the PID now belongs to an unrelated process
+    except ProcessLookupError:
+        pass  # the leader is gone; group members may remain: killpg below finds them or raises
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def classify_failure(returncode: int | None, timed_out: bool, log_tail: str) -> tuple[str, str]:
@@ -82,12 +123,30 @@ def _tail(path: Path, n: int = 40) -> str:
         return ""
 
 
+def _append_server_log(server_log: Path, log) -> None:
+    if server_log.exists():
+        log.write("[vllm-mobo] ---------------- API server log ----------------\n")
+        log.write(server_log.read_text(errors="replace"))
+        log.write("[vllm-mobo] ---------------- end of API server log ---------\n")
+        log.flush()
+
+
 def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path | str, log_path: Path | str,
-                  model_dir: str | None = None, worker_module: str = "vllm_mobo.benchmark.offline") -> dict:
-    """Benchmark ``candidate`` (``{"name", "config"}``) and write ``out_path``; return the metrics written."""
+                  model_dir: str | None = None, worker_module: str | None = None) -> dict:
+    """Benchmark ``candidate`` (``{"name", "config"}``) and write ``out_path``; return the metrics written.
+    The worker module is the one of ``benchmark.mode`` (:data:`WORKERS`) unless given."""
     out_path, log_path = Path(out_path), Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    spec = build_spec(config, candidate, model_dir)
+    worker_module = worker_module or WORKERS[config["benchmark"]["mode"]]
+    try:
+        spec = build_spec(config, candidate, model_dir)
+    except ValueError as exc:  # e.g. more GPUs needed than visible
+        record = {"schema_version": SCHEMA_VERSION, "run": config["run"], "iteration": iteration,
+                  "candidate": candidate["name"], "config": candidate["config"], "mode": config["benchmark"]["mode"],
+                  "status": "failed", "failure": {"kind": "setup", "reason": str(exc), "returncode": None,
+                                                  "log_tail": ""}, "metrics": None, "energy": None}
+        write_json_atomic(out_path, record)
+        return record
     spec["cpu_kvcache_space_gib"] = config["benchmark"].get("cpu_kvcache_space_gib", 1)
     record = {
         "schema_version": SCHEMA_VERSION,
@@ -101,6 +160,8 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
         "devices_used": devices_used(spec["engine_args"]),
         "software": hardware.software_versions(),
         "hardware": hardware.describe_hardware(spec["gpu_indices"]),
+        "gpus_pinned": spec["gpus_pinned"],
+        "gpus_metered": spec["gpu_indices"],
         "workload": {k: v for k, v in config["workload"].items() if k != "model"},
         "model": spec["model"] if "path" in config["workload"]["model"] else "architecture (dummy weights)",
     }
@@ -108,6 +169,9 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
 
     with tempfile.TemporaryDirectory(prefix="vllm-mobo-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        server_log, server_pid_file = Path(tmp) / "server.log", Path(tmp) / "server.pid"
+        if spec["mode"] == "online":
+            spec.update(server_log=str(server_log), server_pid_file=str(server_pid_file))
         spec_path.write_text(json.dumps(spec))
         t0 = time.perf_counter()
         timed_out = False
@@ -119,10 +183,17 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
                                     start_new_session=True)
 
             def _kill_group(signum=None, frame=None):
+                if signum is not None:  # the worker stops its server itself on SIGTERM: give it the chance
+                    try:
+                        os.killpg(proc.pid, signal.SIGTERM)
+                        proc.wait(timeout=15)
+                    except (ProcessLookupError, subprocess.TimeoutExpired):
+                        pass
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+                _kill_server_group(server_pid_file)  # if the worker could not
                 if signum is not None:  # interrupted: leave nothing running, write nothing
                     raise SystemExit(128 + signum)
 
@@ -136,12 +207,19 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
                 proc.wait()
                 for s, h in previous.items():
                     signal.signal(s, h)
+                _append_server_log(server_log, log)
         record["timing"] = {"wall_s": time.perf_counter() - t0}
-        if result_path.exists():  # a worker that hangs in shutdown after writing still counts
-            result = json.loads(result_path.read_text())
+        result = json.loads(result_path.read_text()) if result_path.exists() else None
+        if result is not None and "failure" in result:  # a failure the worker recognised (online mode)
+            record.update(status="failed", failure={**result["failure"], "returncode": proc.returncode},
+                          metrics=None, energy=None)
+        elif result is not None:  # a worker that hangs in shutdown after writing still counts
             record.update(status="ok", failure=None, metrics=result["measurements"], energy=result["energy"],
                           resolved_engine_args=result["resolved_engine_args"])
             record["timing"].update(result["timing"])
+            for key in ("energy_per_rate", "server"):
+                if key in result:
+                    record[key] = result[key]
         else:
             tail = _tail(log_path)
             kind, reason = classify_failure(proc.returncode, timed_out, tail)

@@ -28,7 +28,6 @@ def expected_shortfall(c: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.n
     z = (c[pos] - mu[pos]) / sigma[pos]
     out = out.astype(float)
     out[pos] = (c[pos] - mu[pos]) * norm.cdf(z) + sigma[pos] * norm.pdf(z)
-    out[np.isinf(c) & (c < 0)] = 0.0
     return out
 
 
@@ -47,7 +46,9 @@ def ehvi_2d(mu: np.ndarray, sigma: np.ndarray, front: np.ndarray, ref_point: np.
     b = np.concatenate(([ref[1]], front[:, 1]))  # b_0 .. b_n
     total = np.zeros(len(mu))
     for i in range(len(b)):
-        width = expected_shortfall(a[i + 1], mu[:, 0], sigma[:, 0]) - expected_shortfall(a[i], mu[:, 0], sigma[:, 0])
+        width = expected_shortfall(a[i + 1], mu[:, 0], sigma[:, 0])
+        if i > 0:  # E[(a_0 - Y)^+] = 0 for a_0 = -inf
+            width = width - expected_shortfall(a[i], mu[:, 0], sigma[:, 0])
         height = expected_shortfall(b[i], mu[:, 1], sigma[:, 1])
         total += width * height
     return np.maximum(total, 0.0)

@@ -1,0 +1,171 @@
+"""The LaTeX report of a run and the export of the knee configuration, filled from the run's files.
+
+``latex_context`` gathers everything the template ``report/template.tex`` shows (from ``observations.csv``,
+``pareto.csv``, the ``metrics.json`` records, the proposals and the run's config); ``render_latex`` fills the
+template with Jinja2, escaping every value for LaTeX unless it is already LaTeX (:class:`Raw`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from . import analysis as A
+
+
+class Raw(str):
+    """A string that is already LaTeX: the template inserts it as it is."""
+
+
+def _finalize(value):
+    if value is None:
+        return ""
+    if isinstance(value, Raw):
+        return value
+    return A.latex_escape(A.fmt(value) if not isinstance(value, str) else value)
+
+
+def latex_command(model: str, engine_args: dict) -> Raw:
+    """A ``vllm serve`` command for LaTeX: typewriter, each ``--flag value`` kept on one line."""
+    args = A.serve_args(engine_args)
+    pieces, i = [f"vllm serve {model}"], 0
+    while i < len(args):
+        if i + 1 < len(args) and not args[i + 1].startswith("--"):
+            pieces.append(f"{args[i]} {args[i + 1]}")
+            i += 2
+        else:
+            pieces.append(args[i])
+            i += 1
+    return Raw(r"\texttt{" + " ".join(r"\mbox{" + A.latex_escape(p) + "}" for p in pieces) + "}")
+
+
+def rst_caption(path: str | Path) -> str:
+    """A caption of the HTML report (reStructuredText) as plain text, so both reports share one caption."""
+    text = Path(path).read_text()
+    text = re.sub(r"``([^`]*)``", r"\1", text)
+    text = re.sub(r"\*+([^*]+)\*+", r"\1", text)
+    return " ".join(text.split())
+
+
+def table(df: pd.DataFrame) -> dict:
+    """A table for the template: column names and rows of cell values (formatted later, then escaped)."""
+    return {"columns": [str(c) for c in df.columns], "rows": df.values.tolist()}
+
+
+def pareto_rows(pareto: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
+    """The Pareto table of the PDF: candidate, objectives (formatted as :func:`analysis.fmt` does) and the
+    energy provenance; the knob values are in each configuration's command line."""
+    cols = ["candidate"] + [o["metric"] for o in objectives] + ["energy_provenance"]
+    out = pareto.reindex(columns=cols).map(lambda v: "" if isinstance(v, float) and pd.isna(v) else A.fmt(v))
+    return out.rename(columns={o["metric"]: A.metric_label(o["metric"]) for o in objectives}
+                      | {"energy_provenance": "energy provenance"})
+
+
+def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[dict], proposals: list[dict],
+                  config: dict, model_dir: str, figures: dict[str, tuple[str, str]],
+                  skipped: pd.DataFrame | None = None) -> dict:
+    """Everything the template shows. ``figures``: name -> (PDF path, caption text)."""
+    objectives, space = config["objectives"], config["search_space"]
+    keys = list(space)
+    obs = A.enrich_observations(obs, records, ["tensor_parallel_size", "pipeline_parallel_size"])
+    summary = A.search_summary(obs, proposals)
+    roles = A.roles(pareto, objectives)
+    knee = roles.get("knee")
+    ctx = {
+        "run": config["run"],
+        "objectives": [{"label": A.metric_label(o["metric"]), "metric": o["metric"], "direction": o["direction"]}
+                       for o in objectives],
+        "energy_qualifier": A.energy_qualifier(obs),
+        "estimated_sources": [s.upper() for s in A.estimated_sources(obs)],
+        "summary": summary,
+        "optimizer": config.get("optimizer", {}),
+        "workload": {k: v for k, v in config["workload"].items() if k != "model"},
+        "model": (records[0].get("model") if records else "") or "",
+        "mode": ", ".join(sorted({str(r.get("mode")) for r in records})),
+        "space_table": {"columns": ["engine argument", "values searched"],
+                        "rows": [[k, ", ".join(A.fmt(v) for v in vals)] for k, vals in space.items()]},
+        "fixed_args": [{"arg": k, "value": A.fmt(v)} for k, v in (config.get("engine_args") or {}).items()],
+        "skipped": 0 if skipped is None else len(skipped),
+        "platform": table(A.platform_table(records)),
+        "figures": [{"name": n, "path": Raw(Path(p).as_posix()), "caption": c} for n, (p, c) in figures.items()],
+        "default_text": A.default_text(obs, pareto, objectives),
+        "knob_text": A.knob_text(obs, keys, objectives),
+        "energy_text": A.energy_text(obs, records),
+        "limitations": A.limitations(obs, records, keys, summary),
+        "pareto": table(pareto_rows(pareto, objectives)),
+        "roles": {A.role_label(r): n for r, n in roles.items()},
+        "knee": None,
+        "commands": [],
+    }
+    imp = A.knob_importance(obs, keys, objectives)
+    if not imp.empty:
+        cols = ["knob", "values evaluated"] + [f"spread % {o['metric']}" for o in objectives] \
+            + [f"best value for {o['metric']}" for o in objectives]
+        ctx["knobs"] = table(imp[cols].rename(columns=lambda c: c.replace("output_tokens_per_s", "tokens/s")
+                                              .replace("joules_per_output_token", "J/token")).map(A.fmt))
+    else:
+        ctx["knobs"] = None
+    e = A.energy_by_source(obs)
+    if not e.empty:
+        share = e.groupby("source").agg(joules=("joules", "sum"),
+                                        provenance=("provenance", lambda s: "/".join(sorted(set(s)))))
+        share["share %"] = 100.0 * share["joules"] / share["joules"].sum()
+        ctx["energy_table"] = table(share.reset_index()[["source", "joules", "share %", "provenance"]].map(A.fmt))
+    else:
+        ctx["energy_table"] = None
+    for _, r in pareto.iterrows():
+        rec = A.record_for(records, r)
+        ctx["commands"].append({"candidate": r["candidate"],
+                                "command": latex_command(A.serve_model(rec, model_dir), rec["engine_args"])})
+    if knee:
+        row = pareto[pareto["candidate"] == knee].iloc[0]
+        comp = A.default_comparison(obs, pareto, objectives)
+        comp = comp[comp["candidate"] == knee].iloc[0]
+        ctx["knee"] = {
+            "candidate": knee,
+            "values": [{"label": A.metric_label(o["metric"]), "value": A.fmt(row[o["metric"]]),
+                        "vs_default": A.fmt(comp[f"vs default % {o['metric']}"], 3)} for o in objectives],
+            "roles": [A.role_label(r) for r, n in roles.items() if n == knee],
+            "command": next(c["command"] for c in ctx["commands"] if c["candidate"] == knee),
+        }
+    return ctx
+
+
+def render_latex(template_path: str | Path, context: dict) -> str:
+    """Fill the LaTeX template (Jinja2 with LaTeX-friendly delimiters: ``\\VAR{x}``, ``\\BLOCK{for ...}``)."""
+    env = jinja2.Environment(
+        block_start_string=r"\BLOCK{", block_end_string="}",
+        variable_start_string=r"\VAR{", variable_end_string="}",
+        comment_start_string=r"\#{", comment_end_string="}",
+        line_statement_prefix="%%", line_comment_prefix="%#",
+        trim_blocks=True, autoescape=False, undefined=jinja2.StrictUndefined,
+        finalize=_finalize,
+        loader=jinja2.FileSystemLoader(str(Path(template_path).parent)),
+    )
+    env.filters["raw"] = lambda s: Raw(s)
+    return env.get_template(Path(template_path).name).render(**context)
+
+
+def knee_export(pareto: pd.DataFrame, records: list[dict], objectives: list[dict], model_dir: str,
+                run: str, energy_qualifier: str) -> tuple[str, str]:
+    """(``vllm serve`` command file, engine-args YAML) of the knee of the front; comments say what it is."""
+    roles = A.roles(pareto, objectives)
+    if "knee" not in roles:
+        msg = f"run {run}: no configuration ran successfully, so there is no knee configuration to export"
+        return f"# {msg}\n", f"# {msg}\n{{}}\n"
+    knee = roles["knee"]
+    row = pareto[pareto["candidate"] == knee].iloc[0]
+    rec = A.record_for(records, row)
+    model = A.serve_model(rec, model_dir)
+    values = ", ".join(f"{A.fmt(row[o['metric']])} {A.metric_label(o['metric'])}" for o in objectives)
+    also = [A.role_label(r) for r, n in roles.items() if n == knee and r != "knee"]
+    head = (f"knee of the Pareto front of run {run}: {knee}" + (f" (also {', '.join(also)})" if also else "")
+            + f"\nmeasured in the run: {values} (energy {energy_qualifier})"
+            + f"\nvLLM {(rec.get('software') or {}).get('vllm', '?')} on {rec.get('device', '?')}")
+    command = "".join(f"# {line}\n" for line in head.splitlines()) + A.serve_command(model, rec["engine_args"],
+                                                                                     multiline=True) + "\n"
+    yml = A.engine_args_yaml(rec["engine_args"], head + f"\nuse: vllm serve {model} --config <this file>")
+    return command, yml
