@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -21,6 +22,9 @@ rule all:
         f"{RESULTS}/pareto.csv",
         f"{RESULTS}/hypervolume.csv",
         f"{RESULTS}/skipped.csv",
-        f"{RESULTS}/figures/pareto_front.png",
-        f"{RESULTS}/figures/hypervolume.png",
+        [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")],
+        f"{RESULTS}/analysis/analysis.html",
+        f"report/{config['run']}.pdf",
+        f"{RESULTS}/export/knee_vllm_serve.txt",
+        f"{RESULTS}/export/knee_engine_args.yaml",
     default_target: True

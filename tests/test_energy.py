@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -325,3 +326,180 @@ def test_nvml_init_failure_means_no_gpu_reading(tmp_path, nvml_init_calls):
     s.start()
     assert [r.source for r in s.stop()] == ["cpu", "ram"]
     assert len(nvml_init_calls) == 1
+
+
+class FakeNvml:
+    """The pynvml calls the meter makes, for two GPUs: GPU 0 has the total-energy counter, GPU 1 does not (its
+    power is sampled); P-state is unsupported on both."""
+
+    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
+
+    class NVMLError(Exception):
+        pass
+
+    class NVMLError_NotSupported(NVMLError):
+        pass
+
+    def __init__(self):
+        self.energy_mj = {0: 5_000_000}
+        self.power_mw = {0: 300_000, 1: 100_000}
+        self.shutdowns = 0
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
+
+    def nvmlSystemGetDriverVersion(self):
+        return b"580.159.04"
+
+    def nvmlDeviceGetName(self, h):
+        return b"Fake H100"
+
+    def nvmlDeviceGetUUID(self, h):
+        return f"GPU-fake-{h}"
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h):
+        return 700_000
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        if h not in self.energy_mj:
+            raise self.NVMLError_NotSupported()
+        return self.energy_mj[h]
+
+    def nvmlDeviceGetPowerUsage(self, h):
+        return self.power_mw[h]
+
+    def nvmlDeviceGetClockInfo(self, h, kind):
+        return 1980 if kind == self.NVML_CLOCK_SM else 2619
+
+    def nvmlDeviceGetTemperature(self, h, sensor):
+        return 40 + h
+
+    def nvmlDeviceGetPerformanceState(self, h):
+        raise self.NVMLError("not supported")
+
+    def nvmlShutdown(self):
+        self.shutdowns += 1
+
+
+def test_nvml_counter_and_power_sampling_with_gpu_state():
+    from vllm_mobo.energy import _NvmlMeter
+
+    nvml = FakeNvml()
+    meter = _NvmlMeter(nvml, [0, 1])
+    nvml.energy_mj[0] += 50_000  # 50 J on the counter
+    t0 = time.perf_counter()
+    time.sleep(0.3)
+    reading = meter.stop(window_s=time.perf_counter() - t0)
+    gpus = {g["index"]: g for g in reading.detail["gpus"]}
+    assert gpus[0]["method"] == "energy_counter" and gpus[0]["joules"] == pytest.approx(50.0)
+    assert gpus[1]["method"] == "power_sampling" and gpus[1]["power_samples"] >= 2
+    assert gpus[1]["joules"] == pytest.approx(100.0 * 0.3, rel=0.3)  # 100 W over ~0.3 s, trapezoid
+    assert reading.joules == pytest.approx(gpus[0]["joules"] + gpus[1]["joules"])
+    assert reading.provenance == "measured"
+    assert "counter, GPUs 0" in reading.method and "power sampled" in reading.method and "GPUs 1" in reading.method
+    assert reading.detail["driver_version"] == "580.159.04"
+    for i, g in gpus.items():
+        assert g["name"] == "Fake H100" and g["uuid"] == f"GPU-fake-{i}" and g["power_limit_w"] == 700.0
+        for moment in ("start", "end"):
+            assert g[moment] == {"sm_clock_mhz": 1980, "mem_clock_mhz": 2619, "temperature_c": 40 + i,
+                                 "power_w": nvml.power_mw[i] / 1000, "pstate": None}
+    assert nvml.shutdowns == 1
+
+
+# ------------------------------------------------------------------------------------------- idle baseline
+
+
+def _bump_later(domain: Path, energy_uj: int, delay_s: float) -> threading.Thread:
+    t = threading.Thread(target=lambda: (time.sleep(delay_s), set_energy(domain, energy_uj)))
+    t.start()
+    return t
+
+
+def test_idle_baseline_is_measured_before_the_window_and_subtracted(tmp_path):
+    d = two_socket_tree(tmp_path)
+    s = session(tmp_path, idle_baseline_s=0.5)
+    bump = _bump_later(d["package-0"], 1_000_000 + 5_000_000, 0.2)  # 5 J while idle
+    s.start()  # blocks for the idle baseline
+    bump.join()
+    set_energy(d["package-0"], 1_000_000 + 5_000_000 + 20_000_000)  # 20 J in the window
+    time.sleep(0.2)
+    r = by_source(s.stop())
+    cpu = r["cpu"]
+    base = cpu.detail["idle_baseline"]
+    assert cpu.detail["gross_joules"] == pytest.approx(20.0)
+    assert base["window_s"] >= 0.5 and base["watts"] == pytest.approx(5.0 / base["window_s"])
+    assert base["joules_subtracted"] == pytest.approx(base["watts"] * cpu.detail["window_s"])
+    assert cpu.joules == pytest.approx(20.0 - base["joules_subtracted"])
+    assert "minus an idle baseline" in cpu.method and cpu.provenance == "measured"
+    assert not cpu.detail["net_clamped_at_zero"]
+    summary = summarize(list(r.values()))
+    assert summary["idle_subtracted"] is True
+    assert summary["gross_total_j"] == pytest.approx(20.0)  # DRAM used nothing
+    assert summary["total_j"] == pytest.approx(cpu.joules)
+
+
+def test_idle_baseline_larger_than_the_window_clamps_at_zero(tmp_path):
+    d = two_socket_tree(tmp_path)
+    s = session(tmp_path, idle_baseline_s=0.3)
+    bump = _bump_later(d["package-0"], 1_000_000 + 100_000_000, 0.1)  # 100 J "idle"
+    s.start()
+    bump.join()
+    set_energy(d["package-0"], 1_000_000 + 100_000_000 + 1_000_000)  # 1 J in the window
+    time.sleep(0.2)
+    cpu = by_source(s.stop())["cpu"]
+    assert cpu.joules == 0.0 and cpu.detail["net_clamped_at_zero"] and cpu.detail["gross_joules"] == pytest.approx(1.0)
+
+
+def test_no_idle_baseline_by_default(tmp_path):
+    two_socket_tree(tmp_path)
+    s = session(tmp_path)
+    s.start()
+    r = s.stop()
+    assert all("idle_baseline" not in x.detail for x in r)
+    assert summarize(r)["idle_subtracted"] is False and "gross_total_j" not in summarize(r)
+
+
+def test_from_config():
+    off = EnergySession.from_config({"subtract_idle": False, "idle_baseline_s": 3, "cpu_watts_per_core": 5},
+                                    root_pid=os.getpid())
+    assert off.idle_baseline_s == 0 and off.cpu_watts_per_core == 5 and off.ram_watts_per_gb == 0.375
+    on = EnergySession.from_config({"subtract_idle": True, "idle_baseline_s": 3}, root_pid=os.getpid(), gpu_indices=[1])
+    assert on.idle_baseline_s == 3 and on.gpu_indices == [1]
+
+
+# ------------------------------------------------------------------------------- GPU pinning and energy scope
+
+
+def test_parse_visible_devices_and_pinning():
+    from vllm_mobo.benchmark import hardware
+
+    uuids = ["GPU-aaa1", "GPU-bbb2", "GPU-ccc3"]
+    assert hardware.parse_visible_devices(None, uuids) == [0, 1, 2]
+    assert hardware.parse_visible_devices("2,0", uuids) == [2, 0]
+    assert hardware.parse_visible_devices("GPU-bbb,0", uuids) == [1, 0]  # abbreviated UUIDs, as CUDA allows
+    assert hardware.parse_visible_devices("0,7,1", uuids) == [0]  # CUDA stops at the first invalid entry
+    assert hardware.parse_visible_devices("", uuids) == []
+    assert hardware.choose_gpus(2, [2, 0, 1]) == [2, 0]
+    with pytest.raises(ValueError, match="needs 4 GPUs"):
+        hardware.choose_gpus(4, [0, 1])
+    assert hardware.cuda_visible_devices([1, 0], uuids) == "GPU-bbb2,GPU-aaa1"
+
+
+@pytest.mark.parametrize("scope, metered", [("used", [0, 1]), ("node", [0, 1, 2, 3])])
+def test_candidate_pinned_to_its_gpus_and_energy_scope(monkeypatch, scope, metered):
+    import yaml
+
+    from vllm_mobo.benchmark import hardware, runner
+    from vllm_mobo.config import validate_config
+
+    uuids = [f"GPU-{i}" for i in range(4)]
+    monkeypatch.setattr(hardware, "gpu_uuids", lambda: uuids)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    raw = yaml.safe_load((Path(__file__).parent / "configs/tiny.yaml").read_text())
+    raw["benchmark"]["device"] = "cuda"
+    raw["energy"] = {"gpu_scope": scope}
+    cfg = validate_config(raw)
+    spec = runner.build_spec(cfg, {"name": "tp2", "config": {"tensor_parallel_size": 2}}, "model")
+    assert spec["gpus_pinned"] == [0, 1] and spec["gpu_indices"] == metered
+    env = runner.worker_environment(spec)
+    assert env["CUDA_VISIBLE_DEVICES"] == "GPU-0,GPU-1" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"

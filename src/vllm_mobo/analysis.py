@@ -144,8 +144,9 @@ def knob_effects(obs: pd.DataFrame, space_keys, objectives: list[dict]) -> pd.Da
             row = {"knob": knob, "value": value, "runs": len(part)}
             for o in objectives:
                 row[f"mean {o['metric']}"] = float(part[o["metric"]].mean())
+            row["energy"] = energy_qualifier(obs)
             rows.append(row)
-    cols = ["knob", "value", "runs"] + [f"mean {o['metric']}" for o in objectives]
+    cols = ["knob", "value", "runs"] + [f"mean {o['metric']}" for o in objectives] + ["energy"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -171,6 +172,7 @@ def knob_importance(obs: pd.DataFrame, space_keys, objectives: list[dict]) -> pd
             row[f"best value for {o['metric']}"] = best
             spreads.append(spread)
         row["max spread %"] = np.nanmax(spreads) if not all(np.isnan(spreads)) else np.nan
+        row["energy"] = energy_qualifier(obs)
         rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
@@ -256,6 +258,8 @@ def default_comparison(obs: pd.DataFrame, pareto: pd.DataFrame, objectives: list
             row[o["metric"]] = float(r[o["metric"]])
             row[f"vs default % {o['metric']}"] = (improvement(float(r[o["metric"]]), float(d[o["metric"]]),
                                                               o["direction"]) if d_ok else np.nan)
+        row["energy_provenance"] = r.get("energy_provenance", "")
+        row["default_energy_provenance"] = d.get("energy_provenance", "") if d is not None else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -548,7 +552,8 @@ def fmt(value, digits: int = 4) -> str:
 
 def pareto_display(pareto: pd.DataFrame, objectives: list[dict], space_keys) -> pd.DataFrame:
     """The Pareto set as the report shows it: candidate, the objectives (formatted), the knobs."""
-    cols = ["candidate"] + [o["metric"] for o in objectives] + knob_columns(pareto, space_keys)
+    cols = ["candidate"] + [o["metric"] for o in objectives] + knob_columns(pareto, space_keys) \
+        + (["energy_provenance"] if "energy_provenance" in pareto else [])
     return pareto[cols].map(fmt) if len(pareto) else pd.DataFrame(columns=cols)
 
 

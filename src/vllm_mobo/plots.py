@@ -11,6 +11,7 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["pdf.fonttype"] = 42  # TrueType in PDFs: text stays selectable and searchable in the report
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -24,6 +25,7 @@ from .analysis import (  # noqa: E402
     knob_columns,
     latency_columns,
     ok_rows,
+    role_label,
 )
 from .results import highlighted_configs, pareto_table  # noqa: E402
 
@@ -71,16 +73,25 @@ def pareto_figure(obs: pd.DataFrame, objectives: list[dict], path_png: str, path
         default = ok[ok["is_vllm_default"].astype(bool)]
         if not default.empty:
             ax.scatter(default[x], default[y], marker="*", s=260, color="black", label="vLLM default", zorder=5)
+        roles_of: dict[str, list[str]] = {}
         for role, name in highlighted_configs(front, objectives).items():
+            roles_of.setdefault(name, []).append(role_label(role))
+        xmid, ymid = ok[x].median(), ok[y].median()
+        for k, (name, roles) in enumerate(roles_of.items()):
             row = ok[ok["candidate"] == name].iloc[0]
-            ax.annotate(f"{role}:\n{name}", (row[x], row[y]), textcoords="offset points", xytext=(8, 8),
-                        fontsize=7, arrowprops={"arrowstyle": "-", "color": "grey"})
+            right, top = row[x] > xmid, row[y] > ymid  # label towards the inside of the axes
+            ax.annotate(",\n".join(roles) + f":\n{name}", (row[x], row[y]), textcoords="offset points",
+                        xytext=(-30 if right else 30, (-20 - 10 * k) if top else (20 + 10 * k)), fontsize=7,
+                        ha="right" if right else "left", va="top" if top else "bottom", zorder=6,
+                        bbox={"boxstyle": "round", "fc": "white", "ec": "grey", "alpha": 0.85},
+                        arrowprops={"arrowstyle": "-", "color": "grey"})
     failed = int((obs["status"] != "ok").sum())
     ax.set_xlabel(LABELS.get(x, x) + f" ({objectives[0]['direction']})")
     ax.set_ylabel(_axis_label(y, obs) + f" ({objectives[1]['direction']})")
     ax.set_title((title + "\n" if title else "") + f"{energy_provenance_note(obs)}; {len(ok)} ok, {failed} failed",
                  fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best", title="iteration", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path_png, dpi=150)
     if path_pdf:

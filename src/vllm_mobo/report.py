@@ -50,6 +50,20 @@ def rst_caption(path: str | Path) -> str:
     return " ".join(text.split())
 
 
+def _short_header(column: str) -> str:
+    """Narrow column headers for the knob table: ``spread % output_tokens_per_s`` -> ``spread % tokens/s``."""
+    for metric, short in (("output_tokens_per_s", "tokens/s"), ("joules_per_output_token", "J/token")):
+        column = column.replace(metric, short)
+    return column.replace("values evaluated", "values").replace("best value for", "best for")
+
+
+def _vs_default(pct: float) -> str:
+    """``1.5% better`` / ``3.0% worse`` / empty when there is no default to compare with."""
+    if pd.isna(pct):
+        return ""
+    return f"{abs(pct):.1f}% {'better' if pct >= 0 else 'worse'}"
+
+
 def table(df: pd.DataFrame) -> dict:
     """A table for the template: column names and rows of cell values (formatted later, then escaped)."""
     return {"columns": [str(c) for c in df.columns], "rows": df.values.tolist()}
@@ -90,7 +104,7 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[dict], 
         "fixed_args": [{"arg": k, "value": A.fmt(v)} for k, v in (config.get("engine_args") or {}).items()],
         "skipped": 0 if skipped is None else len(skipped),
         "platform": table(A.platform_table(records)),
-        "figures": [{"name": n, "path": Raw(Path(p).as_posix()), "caption": c} for n, (p, c) in figures.items()],
+        "figures": [{"name": Raw(n.replace("_", "-")), "path": Raw(Path(p).as_posix()), "caption": c} for n, (p, c) in figures.items()],
         "default_text": A.default_text(obs, pareto, objectives),
         "knob_text": A.knob_text(obs, keys, objectives),
         "energy_text": A.energy_text(obs, records),
@@ -98,14 +112,14 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[dict], 
         "pareto": table(pareto_rows(pareto, objectives)),
         "roles": {A.role_label(r): n for r, n in roles.items()},
         "knee": None,
+        "alternatives": [{"candidate": n, "role": A.role_label(r)} for r, n in roles.items() if n != knee],
         "commands": [],
     }
     imp = A.knob_importance(obs, keys, objectives)
     if not imp.empty:
         cols = ["knob", "values evaluated"] + [f"spread % {o['metric']}" for o in objectives] \
             + [f"best value for {o['metric']}" for o in objectives]
-        ctx["knobs"] = table(imp[cols].rename(columns=lambda c: c.replace("output_tokens_per_s", "tokens/s")
-                                              .replace("joules_per_output_token", "J/token")).map(A.fmt))
+        ctx["knobs"] = table(imp[cols].rename(columns=_short_header).map(A.fmt))
     else:
         ctx["knobs"] = None
     e = A.energy_by_source(obs)
@@ -127,7 +141,7 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[dict], 
         ctx["knee"] = {
             "candidate": knee,
             "values": [{"label": A.metric_label(o["metric"]), "value": A.fmt(row[o["metric"]]),
-                        "vs_default": A.fmt(comp[f"vs default % {o['metric']}"], 3)} for o in objectives],
+                        "vs_default": _vs_default(comp[f"vs default % {o['metric']}"])} for o in objectives],
             "roles": [A.role_label(r) for r, n in roles.items() if n == knee],
             "command": next(c["command"] for c in ctx["commands"] if c["candidate"] == knee),
         }
@@ -163,7 +177,7 @@ def knee_export(pareto: pd.DataFrame, records: list[dict], objectives: list[dict
     values = ", ".join(f"{A.fmt(row[o['metric']])} {A.metric_label(o['metric'])}" for o in objectives)
     also = [A.role_label(r) for r, n in roles.items() if n == knee and r != "knee"]
     head = (f"knee of the Pareto front of run {run}: {knee}" + (f" (also {', '.join(also)})" if also else "")
-            + f"\nmeasured in the run: {values} (energy {energy_qualifier})"
+            + f"\nbenchmark result in the run: {values} (energy {energy_qualifier})"
             + f"\nvLLM {(rec.get('software') or {}).get('vllm', '?')} on {rec.get('device', '?')}")
     command = "".join(f"# {line}\n" for line in head.splitlines()) + A.serve_command(model, rec["engine_args"],
                                                                                      multiline=True) + "\n"

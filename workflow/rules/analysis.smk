@@ -31,24 +31,37 @@ rule observations:
         "../scripts/aggregate_results.py"
 
 
+FIGURES = {
+    # name: (caption, category, label)
+    "pareto_front": ("pareto_front.rst", "Pareto front", "Pareto front"),
+    "hypervolume": ("hypervolume.rst", "Search", "hypervolume per iteration"),
+    "energy_sources": ("energy_sources.rst", "Energy", "energy per source (estimated where hatched)"),
+    "knob_effects": ("knob_effects.rst", "Knobs", "knob effects"),
+    "tp_pp": ("tp_pp.rst", "Knobs", "TP x PP trade-off"),
+    "latency": ("latency.rst", "Latency", "latency percentiles"),
+}
+
+
 rule figures:
     input:
         observations=f"{RESULTS}/observations.csv",
         hypervolume=f"{RESULTS}/hypervolume.csv",
+        metrics=all_metrics,
     output:
-        pareto=report(
-            f"{RESULTS}/figures/pareto_front.png",
-            caption="../report/pareto_front.rst",
-            category="Pareto front",
-            labels={"run": config["run"], "figure": "Pareto front"},
-        ),
-        pareto_pdf=f"{RESULTS}/figures/pareto_front.pdf",
-        hypervolume=report(
-            f"{RESULTS}/figures/hypervolume.png",
-            caption="../report/hypervolume.rst",
-            category="Search",
-            labels={"run": config["run"], "figure": "hypervolume per iteration"},
-        ),
+        **{
+            name: report(
+                f"{RESULTS}/figures/{name}.png",
+                caption=f"../report/{caption}",
+                category=category,
+                labels={"run": config["run"], "figure": label},
+            )
+            for name, (caption, category, label) in FIGURES.items()
+        },
+        **{f"{name}_pdf": f"{RESULTS}/figures/{name}.pdf" for name in FIGURES},
+    params:
+        space_keys=list(config["search_space"]),
+        objectives=config["objectives"],
+        run=config["run"],
     log:
         f"{LOGS}/figures.log",
     localrule: True

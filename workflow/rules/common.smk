@@ -78,3 +78,15 @@ def candidate_devices(wildcards):
         if c["name"] == wildcards.candidate:
             return devices_used({**config.get("engine_args", {}), **c["config"]})
     raise ValueError(f"candidate {wildcards.candidate} is not in iteration {wildcards.iteration}'s proposal")
+
+
+# --- Cluster preflight (issue 8, owned with src/vllm_mobo/cluster.py) ---------------------------------------------
+# Before the first job: with the SLURM executor, the partition, GPU (TP x PP), memory, CPU and time requests of the
+# submitted rules are checked against `sinfo`, and a mismatch stops the run with one line per problem naming the
+# setting; locally, the `gpu` resource is capped at the GPUs present (unless --resources gpu=N is given).
+# Snakemake keeps one onstart handler: add other start-up steps here rather than in a second `onstart:`.
+from vllm_mobo.cluster import preflight as cluster_preflight
+
+
+onstart:
+    cluster_preflight(workflow, config)

@@ -1,4 +1,4 @@
-"""The Pareto-front and hypervolume figures of the run."""
+"""Every figure of the run, as PNG (HTML report) and PDF (LaTeX report)."""
 
 import sys
 
@@ -6,10 +6,26 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd
 
-from vllm_mobo.plots import hypervolume_figure, pareto_figure
+from vllm_mobo.analysis import enrich_observations, load_records
+from vllm_mobo.plots import (
+    energy_sources_figure,
+    hypervolume_figure,
+    knob_effects_figure,
+    latency_figure,
+    pareto_figure,
+    tp_pp_figure,
+)
 
-obs = pd.read_csv(snakemake.input.observations)
-run = snakemake.config["run"]
-pareto_figure(obs, snakemake.config["objectives"], snakemake.output.pareto, snakemake.output.pareto_pdf,
-              title=f"run {run}")
-hypervolume_figure(pd.read_csv(snakemake.input.hypervolume), snakemake.output.hypervolume, title=f"run {run}")
+out, objectives, keys = snakemake.output, snakemake.params.objectives, snakemake.params.space_keys
+title = f"run {snakemake.params.run}"
+# TP and PP come from the engine args vLLM resolved when the search space does not set them.
+obs = enrich_observations(pd.read_csv(snakemake.input.observations), load_records(snakemake.input.metrics),
+                          ["tensor_parallel_size", "pipeline_parallel_size"])
+pareto_figure(obs, objectives, out.pareto_front, out.pareto_front_pdf, title=title)
+hypervolume_figure(pd.read_csv(snakemake.input.hypervolume), out.hypervolume, title=title,
+                   path_pdf=out.hypervolume_pdf)
+energy_sources_figure(obs, out.energy_sources, out.energy_sources_pdf, title=title)
+knob_effects_figure(obs, keys, objectives, out.knob_effects, out.knob_effects_pdf, title=title)
+tp_pp_figure(obs, objectives, out.tp_pp, out.tp_pp_pdf, title=title)
+latency_figure(obs, objectives, out.latency, out.latency_pdf, title=title)
+print(f"figures of {len(obs)} observations written", file=sys.stderr)

@@ -179,18 +179,32 @@ def _last_error(tail: str) -> str:
     return ((errors or lines or ["(empty log)"])[-1])[:500]
 
 
-def kill_group(pgid: int, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM the process group ``pgid``, wait up to ``grace_s`` for it to empty, then SIGKILL what is left.
-    Process groups are addressed by the leader's PID only, never by name."""
+def group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process is still in process group ``pgid``."""
+    import psutil
+
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return False
+
+
+def kill_group(pgid: int, grace_s: float = STOP_GRACE_S, reap=None) -> None:
+    """SIGTERM the process group ``pgid``, wait up to ``grace_s`` for its processes to end, then SIGKILL what is
+    left. ``reap`` (e.g. ``Popen.poll`` of the leader) is called while waiting, so that our own child does not
+    linger as a zombie. Process groups are addressed by the leader's PID only, never by name."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if reap:
+            reap()
+        if not group_alive(pgid):
             return
         time.sleep(0.2)
     try:
@@ -202,10 +216,10 @@ def kill_group(pgid: int, grace_s: float = STOP_GRACE_S) -> None:
 class Server:
     """One API server process (group) with its log; :meth:`stop` is idempotent."""
 
-    def __init__(self, cmd: list[str], log_path: Path, env: dict | None = None, pid_file: Path | None = None):
-        self.cmd, self.log_path, self.env, self.pid_file = cmd, Path(log_path), env, pid_file
+    def __init__(self, cmd: list[str], port: int, log_path: Path, env: dict | None = None,
+                 pid_file: Path | None = None):
+        self.cmd, self.port, self.log_path, self.env, self.pid_file = cmd, port, Path(log_path), env, pid_file
         self.proc: subprocess.Popen | None = None
-        self.port = int(cmd[cmd.index("--port") + 1])
 
     @property
     def pid(self) -> int:
@@ -249,7 +263,7 @@ class Server:
     def stop(self) -> None:
         if self.proc is None:
             return
-        kill_group(self.proc.pid)
+        kill_group(self.proc.pid, reap=self.proc.poll)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -268,8 +282,12 @@ def start_server(spec: dict, parser, env: dict | None = None) -> tuple[Server, f
         if note:
             notes.append(note)
             print(f"[vllm-mobo] {note}", flush=True)
-        server = Server(server_command(spec["model"], spec["engine_args"], port, parser), Path(spec["server_log"]),
-                        env=env, pid_file=Path(spec["server_pid_file"]) if spec.get("server_pid_file") else None)
+        if spec.get("server_command"):  # tests: a stand-in server, "{port}" replaced by the port
+            cmd = [a.replace("{port}", str(port)) for a in spec["server_command"]]
+        else:
+            cmd = server_command(spec["model"], spec["engine_args"], port, parser)
+        server = Server(cmd, port, Path(spec["server_log"]), env=env,
+                        pid_file=Path(spec["server_pid_file"]) if spec.get("server_pid_file") else None)
         server.start()
         print(f"[vllm-mobo] API server pid {server.pid} starting on {HOST}:{port}", flush=True)
         try:
@@ -280,6 +298,9 @@ def start_server(spec: dict, parser, env: dict | None = None) -> tuple[Server, f
                 notes.append(f"port {port} was taken when the server bound it; retrying on another port")
                 print(f"[vllm-mobo] {notes[-1]}", flush=True)
                 continue
+            raise
+        except BaseException:  # interrupted (SIGTERM/SIGINT raise SystemExit) while waiting: stop it too
+            server.stop()
             raise
     raise AssertionError("unreachable")
 
@@ -297,7 +318,20 @@ def sample_requests(spec: dict, count: int | None = None, seed_offset: int = 0) 
                           expected_output_len=r.output_len) for r in requests]
 
 
-def run_load(base_url: str, model: str, requests: list, rate: float, goodput: dict, seed: int) -> dict:
+def load_tokenizer(model: str):
+    """The model's tokenizer through vLLM (the synthetic one beside dummy weights), or None. vLLM's load
+    generator uses it only to print its latency table and, in versions whose requests carry no token usage, to
+    count output tokens; this worker counts from the server's usage report."""
+    for module in ("vllm.tokenizers", "vllm.transformers_utils.tokenizer"):
+        try:
+            return importlib.import_module(module).get_tokenizer(model)
+        except Exception:  # noqa: BLE001 - no tokenizer only costs the printed table
+            continue
+    return None
+
+
+def run_load(base_url: str, model: str, requests: list, rate: float, goodput: dict, seed: int,
+             tokenizer=None) -> dict:
     """One call of vLLM's serving benchmark coroutine (``vllm bench serve``'s load generator) with the given
     requests at ``rate`` (Poisson arrivals; ``inf``: all at once). Arguments this vLLM version does not know are
     left out, so the same code drives older releases."""
@@ -306,7 +340,7 @@ def run_load(base_url: str, model: str, requests: list, rate: float, goodput: di
     kwargs = dict(
         task_type=getattr(serve, "TaskType", None) and serve.TaskType.GENERATION,
         endpoint_type="openai", backend="openai", api_url=f"{base_url}/v1/completions", base_url=base_url,
-        model_id=model, model_name=None, tokenizer=None, input_requests=requests, logprobs=None,
+        model_id=model, model_name=None, tokenizer=tokenizer, input_requests=requests, logprobs=None,
         request_rate=rate, burstiness=1.0, disable_tqdm=True, num_warmups=0, profile=False,
         selected_percentile_metrics=list(LATENCY_METRICS), selected_percentiles=[float(p) for p in PERCENTILES],
         ignore_eos=True, goodput_config_dict=goodput, max_concurrency=None, lora_modules=None,
@@ -357,7 +391,8 @@ def rate_label(rate: float):
     return "inf" if math.isinf(rate) else rate
 
 
-def measure_rate(spec: dict, server: Server, model_id: str, requests: list, rate: float, index: int) -> dict:
+def measure_rate(spec: dict, server: Server, model_id: str, requests: list, rate: float, index: int,
+                 tokenizer=None) -> dict:
     """Load at one rate with the energy meters over exactly that call; the metrics of that rate."""
     slo = spec["online"].get("slo") or {}
     goodput = {name: slo[key] for name, key in (("ttft", "ttft_ms_p99"), ("tpot", "tpot_ms_p99")) if slo.get(key)}
@@ -368,7 +403,8 @@ def measure_rate(spec: dict, server: Server, model_id: str, requests: list, rate
     print(f"[vllm-mobo] rate {rate_label(rate)} req/s: {len(requests)} requests", flush=True)
     meters.start()
     t0 = time.perf_counter()
-    result = run_load(base_url, model_id, requests, rate, goodput, seed=spec["workload"].get("seed", 0) + index)
+    result = run_load(base_url, model_id, requests, rate, goodput, seed=spec["workload"].get("seed", 0) + index,
+                      tokenizer=tokenizer)
     window_s = time.perf_counter() - t0
     readings = meters.stop()
     energy = summarize(readings)
@@ -423,7 +459,7 @@ def select_headline(per_rate: list[dict], slo: dict) -> dict:
 def run(spec: dict, server_env: dict | None = None) -> dict:
     online = spec["online"]
     slo = online.get("slo") or {}
-    parser = _serve_parser()
+    parser = None if spec.get("server_command") else _serve_parser()
     t_start = time.perf_counter()
     server = None
     try:
@@ -431,9 +467,10 @@ def run(spec: dict, server_env: dict | None = None) -> dict:
         print(f"[vllm-mobo] API server healthy after {startup_s:.1f} s", flush=True)
         model_id = spec["model"]
         t_ready = time.perf_counter()
+        tokenizer = None if spec.get("server_command") else load_tokenizer(model_id)
         warm = sample_requests(spec, count=spec["warmup_prompts"], seed_offset=1)
         if warm:
-            run_load(f"http://{HOST}:{server.port}", model_id, warm, float("inf"), {}, seed=0)
+            run_load(f"http://{HOST}:{server.port}", model_id, warm, float("inf"), {}, seed=0, tokenizer=tokenizer)
         t_warm = time.perf_counter()
 
         requests = sample_requests(spec, count=online.get("num_prompts") or spec["workload"]["num_prompts"])
@@ -445,7 +482,7 @@ def run(spec: dict, server_env: dict | None = None) -> dict:
                 print(f"[vllm-mobo] SLOs violated at rate {per_rate[-1]['request_rate']}: rates {skipped} not run",
                       flush=True)
                 break
-            per_rate.append(measure_rate(spec, server, model_id, requests, rate, i))
+            per_rate.append(measure_rate(spec, server, model_id, requests, rate, i, tokenizer))
         resolved = resolved_from_log(server.log_path)
     finally:
         if server is not None:

@@ -1,5 +1,9 @@
 """Run one candidate in its own process group, with a timeout, and write its ``metrics.json`` atomically.
 
+The worker is :mod:`.offline` or :mod:`.online` (``benchmark.mode``). An online worker starts an API server in a
+process group of its own and records the server's PID; the runner stops that group as well when the worker is
+killed (timeout) or the runner is interrupted, so nothing is left running.
+
 Whatever happens to the worker (an exception, an out-of-memory kill, a hang past the timeout), the runner writes
 a metrics file: ``status: ok`` with the measurements, or ``status: failed`` with the kind of failure, the reason
 and the tail of the worker's log. The search reads failures as infeasible points and never proposes them again.
@@ -20,7 +24,7 @@ from pathlib import Path
 from ..io import write_json_atomic
 from ..space import candidate_name, devices_used
 from . import hardware
-from .model import model_location, vocab_size
+from .model import has_tokenizer, model_location, vocab_size, write_synthetic_tokenizer
 
 SCHEMA_VERSION = 1
 _OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|No available memory for the cache blocks|KV cache", re.I)
@@ -111,9 +115,25 @@ def classify_failure(returncode: int | None, timed_out: bool, log_tail: str) -> 
         kind = "oom" if sig == "SIGKILL" else "crash"
         return kind, f"the worker was killed by {sig}" + (" (likely the kernel's out-of-memory killer)" if kind == "oom" else "")
     lines = [l for l in log_tail.strip().splitlines() if l.strip()]
-    errors = [l for l in lines if re.search(r"(Error|Exception)\b", l)]
-    last = (errors or lines or [f"exit status {returncode}"])[-1].strip()
+    errors = [i for i, l in enumerate(lines) if re.search(r"(Error|Exception)\b", l)]
+    if errors:  # the last error line and the detail lines after it (e.g. pydantic's field and allowed values)
+        detail = [l.strip() for l in lines[errors[-1]:errors[-1] + 4] if not l.lstrip().startswith(("File ", "^"))]
+        last = " | ".join(detail)
+    else:
+        last = (lines or [f"exit status {returncode}"])[-1].strip()
     return ("oom" if _OOM.search(log_tail) else "exception"), last[:500]
+
+
+def _die_with_parent() -> None:
+    """In the worker, before exec: be killed if the runner dies (e.g. SIGKILL of the Snakemake job), so no engine
+    is left running; vLLM's own engine processes exit when their parent does."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux: the signal handlers below still clean up on SIGTERM/SIGINT
+        pass
 
 
 def _tail(path: Path, n: int = 40) -> str:
@@ -148,6 +168,10 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
         write_json_atomic(out_path, record)
         return record
     spec["cpu_kvcache_space_gib"] = config["benchmark"].get("cpu_kvcache_space_gib", 1)
+    model_cfg = config["workload"]["model"]
+    if spec["mode"] == "online" and "architecture" in model_cfg and not has_tokenizer(spec["model"]):
+        # a model directory written before the tokenizer was: a server of dummy weights needs one
+        write_synthetic_tokenizer(spec["model"], int(model_cfg.get("tokenizer_vocab_size") or spec["vocab_size"]))
     record = {
         "schema_version": SCHEMA_VERSION,
         "run": config["run"],
@@ -167,7 +191,9 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
     }
     assert candidate["name"] == candidate_name(candidate["config"]), "candidate name does not match its config"
 
-    with tempfile.TemporaryDirectory(prefix="vllm-mobo-") as tmp:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # The worker's files live beside the result, so its command line names the run it belongs to.
+    with tempfile.TemporaryDirectory(dir=out_path.parent.resolve(), prefix=".worker-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         server_log, server_pid_file = Path(tmp) / "server.log", Path(tmp) / "server.pid"
         if spec["mode"] == "online":
@@ -180,15 +206,19 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
             log.flush()
             proc = subprocess.Popen([sys.executable, "-m", worker_module, str(spec_path), str(result_path)],
                                     stdout=log, stderr=subprocess.STDOUT, env=worker_environment(spec),
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=_die_with_parent)
 
             def _kill_group(signum=None, frame=None):
                 if signum is not None:  # the worker stops its server itself on SIGTERM: give it the chance
+                    from .online import group_alive
+
                     try:
                         os.killpg(proc.pid, signal.SIGTERM)
-                        proc.wait(timeout=15)
-                    except (ProcessLookupError, subprocess.TimeoutExpired):
+                    except ProcessLookupError:
                         pass
+                    deadline = time.monotonic() + 15
+                    while time.monotonic() < deadline and group_alive(proc.pid):  # zombies count as gone
+                        time.sleep(0.2)
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:

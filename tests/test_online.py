@@ -1,0 +1,343 @@
+"""Online (serving) mode: the end-to-end pipeline on the real vLLM CPU engine, and its failure paths.
+
+The failure paths (port taken, server exit, health timeout, interrupt, a worker killed before its clean-up) run
+against a stand-in server (a small Python HTTP server that starts a helper child in its process group, like vLLM's
+EngineCore), so they take seconds; one engine test checks a real server that exits on a bad engine argument.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from vllm_mobo.benchmark import online
+from vllm_mobo.benchmark.online import BenchmarkFailure
+from vllm_mobo.benchmark.runner import _kill_server_group, run_candidate
+from vllm_mobo.config import validate_config
+from vllm_mobo.results import observation_row, to_observations
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+FAKE_SERVER = textwrap.dedent('''
+    import http.server, subprocess, sys, time
+    port, mode, child_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # stays in our group
+    open(child_file, "w").write(str(child.pid))
+    print("fake server starting", flush=True)
+    if mode == "crash":
+        print("ValueError: fake engine failure", flush=True)
+        sys.exit(3)
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if mode == "ok" else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+''')
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gone(pid):
+            return True
+        time.sleep(0.1)
+    return gone(pid)
+
+
+@pytest.fixture
+def fake_spec(tmp_path):
+    script = tmp_path / "fake_server.py"
+    script.write_text(FAKE_SERVER)
+
+    def make(mode: str, timeout_s: float = 30, port: int = 0) -> dict:
+        return {"server_command": [sys.executable, str(script), "{port}", mode, str(tmp_path / "child.pid")],
+                "server_log": str(tmp_path / "server.log"), "server_pid_file": str(tmp_path / "server.pid"),
+                "model": "unused", "engine_args": {},
+                "online": {"port": port, "server_start_timeout_s": timeout_s, "request_rates": [1], "slo": {}}}
+
+    return make
+
+
+def child_pid(tmp_path) -> int:
+    return int((tmp_path / "child.pid").read_text())
+
+
+# ------------------------------------------------------------------------------------ ports and the server
+
+
+def test_choose_port_replaces_a_taken_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        assert not online.port_is_free(taken)
+        port, note = online.choose_port(taken)
+        assert port != taken and online.port_is_free(port)
+        assert note == f"port {taken} on 127.0.0.1 is taken; using free port {port} instead"
+    free = online.free_port()
+    assert online.choose_port(free) == (free, None)
+
+
+def test_configured_port_taken_server_runs_on_another(fake_spec, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        server, healthy_s, notes = online.start_server(fake_spec("ok", port=taken), parser=None)
+        try:
+            assert server.port != taken and healthy_s < 30
+            assert notes and f"port {taken}" in notes[0]
+        finally:
+            server.stop()
+    assert wait_gone(server.pid) and wait_gone(child_pid(tmp_path))
+
+
+def test_port_taken_at_bind_time_is_retried(fake_spec, tmp_path, monkeypatch):
+    """Another process takes the chosen port before the server binds it: the server exits with 'Address already
+    in use' and is restarted on another free port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        real = online.choose_port
+        calls = []
+
+        def racing_choose_port(requested, host="127.0.0.1"):
+            calls.append(requested)
+            return (taken, None) if len(calls) == 1 else real(requested, host)
+
+        monkeypatch.setattr(online, "choose_port", racing_choose_port)
+        server, _, notes = online.start_server(fake_spec("ok"), parser=None)
+        try:
+            assert server.port != taken
+            assert any(f"port {taken} was taken when the server bound it" in n for n in notes)
+        finally:
+            server.stop()
+    assert wait_gone(server.pid)
+
+
+def test_health_timeout_fails_with_log_tail_and_stops_the_group(fake_spec, tmp_path):
+    with pytest.raises(BenchmarkFailure) as info:
+        online.start_server(fake_spec("never", timeout_s=2), parser=None)
+    assert info.value.kind == "server_timeout"
+    assert "not healthy after 2 s" in info.value.reason
+    assert "fake server starting" in info.value.log_tail
+    assert wait_gone(int((tmp_path / "server.pid").read_text())) and wait_gone(child_pid(tmp_path))
+
+
+def test_server_exit_fails_with_its_error(fake_spec, tmp_path):
+    with pytest.raises(BenchmarkFailure) as info:
+        online.start_server(fake_spec("crash"), parser=None)
+    assert info.value.kind == "server_exit"
+    assert "exited with status 3" in info.value.reason and "fake engine failure" in info.value.reason
+    assert wait_gone(child_pid(tmp_path))  # the crashed server's helper went with its group
+
+
+def test_sigterm_to_the_worker_stops_the_server(fake_spec, tmp_path):
+    spec = fake_spec("never", timeout_s=120)
+    spec_path, result_path = tmp_path / "spec.json", tmp_path / "result.json"
+    spec_path.write_text(json.dumps(spec))
+    worker = subprocess.Popen([sys.executable, "-m", "vllm_mobo.benchmark.online", str(spec_path), str(result_path)],
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "child.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        server_pid = int((tmp_path / "server.pid").read_text())
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    assert wait_gone(server_pid) and wait_gone(child_pid(tmp_path))
+    assert not result_path.exists()  # interrupted: no result
+
+
+def test_runner_stops_a_server_its_worker_left_behind(tmp_path):
+    """The worker was killed (timeout, OOM) before its own clean-up: the runner stops the server's group by the
+    PID the worker recorded."""
+    leader = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); time.sleep(600)"],
+                              start_new_session=True)
+    pid_file = tmp_path / "server.pid"
+    pid_file.write_text(str(leader.pid))
+    time.sleep(0.5)
+    members = [p.pid for p in psutil.Process(leader.pid).children(recursive=True)]
+    assert members
+    _kill_server_group(pid_file)
+    leader.wait(timeout=10)
+    assert all(wait_gone(p) for p in members)
+    _kill_server_group(pid_file)  # again: nothing left, no error
+
+
+# ---------------------------------------------------------------------------------------- engine arguments
+
+
+def test_engine_cli_args():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction)
+    parser.add_argument("--disable-log-stats", action="store_true")
+    args = {"enable_prefix_caching": False, "disable_log_stats": True, "max_num_seqs": 64, "enforce_eager": True,
+            "enable_chunked_prefill": False, "quantization": None, "override_generation_config": {"a": 1}}
+    assert online.engine_cli_args(args, parser) == [
+        "--no-enable-prefix-caching", "--disable-log-stats", "--max-num-seqs", "64", "--enforce-eager",
+        "--no-enable-chunked-prefill", "--override-generation-config", '{"a": 1}']
+    assert online.engine_cli_args({"disable_log_stats": False}, parser) == []
+
+
+# ------------------------------------------------------------------------------------------ metrics and SLOs
+
+
+def fake_result(ttfts, latencies, output_lens, errors=None):
+    n = len(ttfts)
+    return {"ttfts": ttfts, "latencies": latencies, "output_lens": output_lens, "itls": [[0.01] * (k - 1) for k in output_lens],
+            "errors": errors or [""] * n}
+
+
+def test_latency_metrics_follow_vllm_definitions():
+    r = fake_result([0.1, 0.2, 0.3, 9.0], [1.1, 1.2, 1.3, 9.9], [11, 11, 11, 0], errors=["", "", "", "boom"])
+    m = online.latency_metrics(r)
+    assert m["ttft_ms_p50"] == pytest.approx(200.0)
+    assert m["tpot_ms_p50"] == pytest.approx(100.0)  # (1.2 - 0.2) / (11 - 1)
+    assert m["e2el_ms_p99"] == pytest.approx(1298.0)  # failed request left out
+    assert m["itl_ms_mean"] == pytest.approx(10.0)
+
+
+def test_slo_check_and_headline_rate():
+    slo = {"ttft_ms_p99": 100, "tpot_ms_p99": 20}
+    ok = {"failed_requests": 0, "num_requests": 10, "ttft_ms_p99": 90.0, "tpot_ms_p99": 19.0}
+    assert online.slo_check(ok, slo) == (True, [])
+    slow = {**ok, "ttft_ms_p99": 150.0}
+    assert online.slo_check(slow, slo) == (False, ["ttft_ms_p99 150.0 > 100"])
+    failed = {**ok, "failed_requests": 2}
+    assert online.slo_check(failed, {})[0] is False
+    assert online.slo_check({**ok, "tpot_ms_p99": math.nan}, slo)[0] is False
+    rates = [{"request_rate": 1, "slo_met": True}, {"request_rate": 4, "slo_met": True}, {"request_rate": 8, "slo_met": False}]
+    assert online.select_headline(rates, slo)["request_rate"] == 4
+    assert online.select_headline(rates[2:], slo)["request_rate"] == 8  # none met: the lowest, slo_met false
+    assert online.select_headline(rates, {})["request_rate"] == 8
+    assert online.sorted_rates(["inf", 4, 0.5, float("inf")]) == [0.5, 4.0, float("inf")]
+
+
+def record(name, status="ok", slo_met=True, constraint=True):
+    metrics = {"output_tokens_per_s": 100.0, "joules_per_output_token": 0.5, "slo_met": slo_met,
+               "slo_as_constraint": constraint, "request_rate": "inf", "ttft_ms_p50": 10.0, "ttft_ms_p99": 20.0,
+               "tpot_ms_p99": 5.0, "e2el_ms_p99": 100.0, "goodput": 3.0}
+    return {"iteration": 0, "candidate": name, "status": status, "config": {}, "mode": "online",
+            "metrics": metrics if status == "ok" else None, "energy": None, "failure": None}
+
+
+def test_slo_violation_is_infeasible_for_the_optimiser():
+    objectives = [{"metric": "output_tokens_per_s", "direction": "maximize"},
+                  {"metric": "joules_per_output_token", "direction": "minimize"}]
+    obs = to_observations([record("a"), record("b", slo_met=False), record("c", slo_met=False, constraint=False),
+                           record("d", status="failed")], objectives)
+    assert [o.ok for o in obs] == [True, False, True, False]
+    assert obs[1].objectives is None
+    row = observation_row(record("b", slo_met=False), [])
+    assert row["slo_met"] is False and row["feasible"] is False and row["request_rate"] == math.inf
+    assert {"ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p99", "e2el_ms_p99", "goodput"} <= set(row)
+
+
+def test_online_config_is_valid():
+    import yaml
+
+    cfg = validate_config(yaml.safe_load((ROOT / "tests/configs/online_tiny.yaml").read_text()))
+    assert cfg["benchmark"]["mode"] == "online"
+    assert cfg["benchmark"]["online"]["slo_as_constraint"] is True
+
+
+# ------------------------------------------------------------------------------------------ the real engine
+
+
+def api_servers_in(directory: Path) -> list[psutil.Process]:
+    """API server processes (and their helpers) started from ``directory``: ours, not other users'."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+            if p.info["cwd"] == str(directory) and ("api_server" in cmd or "vllm_mobo.benchmark" in cmd):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.engine
+@pytest.mark.timeout(1500)
+def test_online_mode_end_to_end(tmp_path):
+    """snakemake --cores all with mode: online: 2 candidates, each an API server at 8 req/s and all at once."""
+    (tmp_path / "config.yaml").write_text((ROOT / "tests/configs/online_tiny.yaml").read_text())
+    t0 = time.monotonic()
+    proc = subprocess.run([str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--cores", "all",
+                           "--resources", "benchmark_slots=1"], cwd=tmp_path, capture_output=True, text=True)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"pipeline took {elapsed:.0f} s")
+    results = tmp_path / "results/online-tiny"
+    obs = pd.read_csv(results / "observations.csv")
+    assert len(obs) == 2 and set(obs["mode"]) == {"online"}
+    ok = obs[obs["status"] == "ok"]
+    assert len(ok) >= 1, obs[["candidate", "failure_kind", "failure_reason"]].to_string()
+    for col in ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p99", "e2el_ms_p99", "goodput", "output_tokens_per_s",
+                "requests_per_s", "joules_per_output_token"):
+        assert (ok[col] > 0).all(), col
+    assert (ok["ttft_ms_p50"] <= ok["ttft_ms_p99"]).all()
+    assert (ok["request_rate"] == math.inf).all()  # both rates meet the generous SLOs: the highest is headline
+    assert ok["slo_met"].astype(bool).all()
+    name = ok["candidate"].iloc[0]
+    rec = json.loads((results / f"iter_0/{name}/metrics.json").read_text())
+    assert [r["request_rate"] for r in rec["metrics"]["rates"]] == [8.0, "inf"]
+    assert rec["metrics"]["rates"][0]["completed_requests"] == 12
+    assert rec["energy"]["provenance"] in {"measured", "estimated", "mixed"}
+    assert len(rec["energy_per_rate"]) == 2
+    assert rec["server"]["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert api_servers_in(tmp_path) == []
+
+
+@pytest.mark.engine
+@pytest.mark.timeout(900)
+def test_server_that_rejects_an_engine_argument_is_a_failed_candidate(tmp_path, monkeypatch):
+    import yaml
+
+    from vllm_mobo.benchmark.model import write_model_dir
+
+    monkeypatch.chdir(tmp_path)
+    cfg = yaml.safe_load((ROOT / "tests/configs/online_tiny.yaml").read_text())
+    cfg["engine_args"]["no_such_engine_argument"] = 1
+    cfg = validate_config(cfg)
+    write_model_dir(cfg["workload"]["model"], tmp_path / "model")
+    rec = run_candidate(cfg, {"name": "vllm-default", "config": {}}, 0, tmp_path / "metrics.json", tmp_path / "job.log",
+                        model_dir=str(tmp_path / "model"))
+    assert rec["status"] == "failed"
+    assert rec["failure"]["kind"] == "server_exit"
+    assert "no-such-engine-argument" in rec["failure"]["reason"] or "no-such-engine-argument" in rec["failure"]["log_tail"]
+    assert "API server log" in (tmp_path / "job.log").read_text()
+    assert api_servers_in(tmp_path) == []

@@ -1,0 +1,282 @@
+"""Figures, analysis notebook, LaTeX report, knee export and `snakemake --report`, built by the real rules from a
+real finished run (tests/fixtures/run_tiny, see its README), plus the analysis functions on edge cases.
+
+The LaTeX tests need latexmk and pdftotext (Debian: latexmk texlive-latex-base texlive-latex-recommended
+texlive-fonts-recommended poppler-utils); without latexmk they are skipped and the PDF is not built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from vllm_mobo import analysis as A
+from vllm_mobo import plots as P
+from vllm_mobo.config import load_schema, validate_config
+from vllm_mobo.report import latex_context, render_latex, rst_caption
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
+RUN = "tiny"
+RESULTS = f"results/{RUN}"
+FIGURES = ["pareto_front", "hypervolume", "energy_sources", "knob_effects", "tp_pp", "latency"]
+DOWNSTREAM_RULES = {"figures", "analysis_notebook", "notebook_html", "latex_source", "latex_pdf", "export_knee", "all"}
+HAVE_LATEX = shutil.which("latexmk") is not None and shutil.which("pdftotext") is not None
+needs_latex = pytest.mark.skipif(not HAVE_LATEX, reason="latexmk or pdftotext not installed (apt-get install latexmk "
+                                 "texlive-latex-base texlive-latex-recommended texlive-fonts-recommended poppler-utils)")
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    # The notebook directive runs jupyter-nbconvert from PATH: the one of this interpreter's environment.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2", *args]
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A copy of the fixture run, every file with the same modification time: a finished search."""
+    d = tmp_path_factory.mktemp("run") / "run_tiny"
+    shutil.copytree(FIXTURE, d)
+    stamp = 1_764_000_000  # one time for every file: no input is newer than an output
+    for p in d.rglob("*"):
+        os.utime(p, (stamp, stamp))
+    return d
+
+
+@pytest.fixture(scope="module")
+def planned_rules(run_dir) -> set[str]:
+    res = snakemake(run_dir, "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    return set(re.findall(r"^(?:local)?rule (\w+):", res.stdout + res.stderr, flags=re.M))
+
+
+@pytest.fixture(scope="module")
+def built(run_dir, planned_rules) -> Path:
+    """The downstream rules, run for real by Snakemake on the fixture (the PDF only where LaTeX is installed)."""
+    targets = [f"{RESULTS}/figures/{n}.{ext}" for n in FIGURES for ext in ("png", "pdf")]
+    targets += [f"{RESULTS}/analysis/analysis.html", f"{RESULTS}/export/knee_vllm_serve.txt",
+                f"{RESULTS}/export/knee_engine_args.yaml"]
+    if HAVE_LATEX:
+        targets.append(f"report/{RUN}.pdf")
+    res = snakemake(run_dir, *targets)
+    logs = "\n".join(f"== {p}\n{p.read_text(errors='replace')[-3000:]}" for p in (run_dir / "logs").rglob("*.log"))
+    assert res.returncode == 0, res.stderr[-6000:] + logs
+    return run_dir
+
+
+def fixture_tables():
+    run = A.read_run(FIXTURE / RESULTS)
+    cfg = validate_config(yaml.safe_load((FIXTURE / "config.yaml").read_text()),
+                          load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return run, cfg
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+
+
+def test_finished_search_reruns_no_benchmark(planned_rules):
+    assert planned_rules, "the dry run planned nothing: the downstream rules' outputs already exist?"
+    assert planned_rules <= DOWNSTREAM_RULES, f"would rerun search rules: {planned_rules - DOWNSTREAM_RULES}"
+    assert {"figures", "analysis_notebook", "latex_pdf", "export_knee"} <= planned_rules
+
+
+def test_figures_exist_as_png_and_pdf(built):
+    import matplotlib.image as mpimg
+
+    for name in FIGURES:
+        png, pdf = built / RESULTS / "figures" / f"{name}.png", built / RESULTS / "figures" / f"{name}.pdf"
+        img = mpimg.imread(png)
+        assert img.shape[0] > 200 and img.shape[1] > 200, name
+        assert img[..., :3].std() > 0.01, f"{name}.png is blank"
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000, name
+
+
+def test_notebook_ran_headless_and_says_what_the_data_say(built):
+    nb = nbformat.read(built / "logs" / RUN / "notebook" / "analysis.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.execution_count for c in code), "a code cell did not run"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    html = (built / RESULTS / "analysis" / "analysis.html").read_text()
+    run, cfg = fixture_tables()
+    knee = A.roles(run["pareto"], cfg["objectives"])["knee"]
+    assert knee in html
+    assert "No online-mode run" in html  # the fixture ran offline
+    assert "ESTIMATED" in html  # all of the fixture's energy is estimated
+    default = run["observations"].query("candidate == 'vllm-default'").iloc[0]
+    assert f"{default['output_tokens_per_s']:.4g} output tokens/s" in html
+    assert html.count("data:image/png;base64") >= len(FIGURES)
+    for table in ("knob_effects", "default_comparison", "energy_by_source"):
+        assert len(pd.read_csv(built / RESULTS / "analysis" / f"{table}.csv")) > 0, table
+
+
+@needs_latex
+def test_pdf_holds_the_pareto_table_and_the_commands(built):
+    pdf = built / "report" / f"{RUN}.pdf"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    pareto = pd.read_csv(FIXTURE / RESULTS / "pareto.csv")
+    assert len(pareto) > 0
+    for _, row in pareto.iterrows():
+        numbers = [f"{row['output_tokens_per_s']:.4g}", f"{row['joules_per_output_token']:.4g}"]
+        assert any(l.strip().startswith(row["candidate"] + " ") and all(n in l.split() for n in numbers)
+                   for l in text.splitlines()), f"no Pareto-table row {row['candidate']} {numbers}"
+    flat = " ".join(text.split())
+    knee = json.loads(next((FIXTURE / RESULTS).glob(f"iter_*/{pareto['candidate'][0]}/metrics.json")).read_text())
+    for arg, value in knee["engine_args"].items():
+        flag = "--" + arg.replace("_", "-")
+        if isinstance(value, bool):
+            assert (flag if value else "--no-" + arg.replace("_", "-")) in flat
+        else:
+            assert f"{flag} {value}" in flat, flag
+    assert "max_num_seqs" in flat  # underscores escaped for LaTeX, printed as underscores
+    assert "ESTIMATED" in flat and "estimated" in flat
+    hardware = knee["hardware"]
+    assert hardware["cpu_model"] in flat and knee["software"]["vllm"] in flat
+    assert "Limitations" in flat
+
+
+def test_html_report_registers_every_output(built):
+    res = snakemake(built, "--report", "report.html")
+    assert res.returncode == 0, res.stderr[-4000:]
+    html = (built / "report.html").read_text()
+    expected = [f"{n}.png" for n in FIGURES] + ["analysis.html", "knee_vllm_serve.txt", "knee_engine_args.yaml",
+                                                "knob_effects.csv", "default_comparison.csv", "energy_by_source.csv",
+                                                "pareto.csv", "observations.csv"]
+    if HAVE_LATEX:
+        expected.append(f"{RUN}.pdf")
+    missing = [e for e in expected if e not in html]
+    assert not missing, missing
+
+
+def test_knee_export_is_a_command_vllm_parses(built):
+    run, cfg = fixture_tables()
+    knee = A.roles(run["pareto"], cfg["objectives"])["knee"]
+    rec = A.record_for(run["records"], run["pareto"][run["pareto"]["candidate"] == knee].iloc[0])
+    text = (built / RESULTS / "export" / "knee_vllm_serve.txt").read_text()
+    command = " ".join(l for l in text.replace("\\\n", " ").splitlines() if not l.startswith("#"))
+    tokens = shlex.split(command)
+    assert tokens[:3] == ["vllm", "serve", f"{RESULTS}/model"]
+    args_yaml = yaml.safe_load((built / RESULTS / "export" / "knee_engine_args.yaml").read_text())
+    assert args_yaml == {k.replace("_", "-"): v for k, v in rec["engine_args"].items()}
+
+    pytest.importorskip("vllm")
+    from vllm.engine.arg_utils import EngineArgs
+
+    try:
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+    except ImportError:  # older vLLM
+        from vllm.utils import FlexibleArgumentParser
+    parser = EngineArgs.add_cli_args(FlexibleArgumentParser())
+    from_command = EngineArgs.from_cli_args(parser.parse_args(["--model", tokens[2], *tokens[3:]]))
+    from_yaml = EngineArgs.from_cli_args(parser.parse_args(
+        ["--model", tokens[2], "--config", str(built / RESULTS / "export" / "knee_engine_args.yaml")]))
+    for key, value in rec["engine_args"].items():
+        assert getattr(from_command, key) == value, key
+        assert getattr(from_yaml, key) == value, key
+
+
+# ---------------------------------------------------------------------------------- the library, edge cases
+
+
+def test_latex_escaping_survives_a_real_build(tmp_path):
+    """Config names and values with LaTeX specials (underscores, &, %, #, $) reach the PDF verbatim."""
+    if not HAVE_LATEX:
+        pytest.skip("latexmk or pdftotext not installed")
+    run, cfg = fixture_tables()
+    weird = "odd_name&50%#1$"
+    obs = run["observations"].replace({"candidate": {"seqs64-prefix1-mbt1024": weird}})
+    pareto = run["pareto"].replace({"candidate": {"seqs64-prefix1-mbt1024": weird}})
+    records = [dict(r, candidate=weird) if r["candidate"] == "seqs64-prefix1-mbt1024" else r for r in run["records"]]
+    ctx = latex_context(obs, pareto, records, run["proposals"], cfg, "results/tiny/model", figures={})
+    tex = tmp_path / "t.tex"
+    tex.write_text(render_latex(ROOT / "report" / "template.tex", ctx))
+    assert r"odd\_name\&50\%\#1\$" in tex.read_text()
+    subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={tmp_path}", str(tex)],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    text = subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True, text=True).stdout
+    assert weird in text
+
+
+def _one_observation():
+    run, cfg = fixture_tables()
+    obs = run["observations"][run["observations"]["candidate"] == "vllm-default"].reset_index(drop=True)
+    return obs, cfg, run
+
+
+def test_figures_and_text_for_a_single_observation_and_missing_knobs(tmp_path):
+    obs, cfg, run = _one_observation()
+    keys = list(cfg["search_space"]) + ["block_size"]  # a knob the observations have no column for
+    objs = cfg["objectives"]
+    P.pareto_figure(obs, objs, str(tmp_path / "p.png"), str(tmp_path / "p.pdf"))
+    P.energy_sources_figure(obs, str(tmp_path / "e.png"), str(tmp_path / "e.pdf"))
+    P.knob_effects_figure(obs, keys, objs, str(tmp_path / "k.png"), str(tmp_path / "k.pdf"))
+    P.tp_pp_figure(obs, objs, str(tmp_path / "t.png"), str(tmp_path / "t.pdf"))  # no TP/PP columns
+    P.latency_figure(obs, objs, str(tmp_path / "l.png"), str(tmp_path / "l.pdf"))
+    for f in tmp_path.iterdir():
+        assert f.stat().st_size > 1000, f.name
+    text = " ".join(A.knob_text(obs, keys, objs))
+    assert "block_size" in text and "no knob was evaluated at two or more values" in text
+    pareto = obs.copy()
+    assert "vLLM's default itself" in " ".join(A.default_text(obs, pareto, objs))
+    assert A.energy_qualifier(obs) == "estimated"
+
+
+def test_all_failed_run_says_so(tmp_path):
+    run, cfg = fixture_tables()
+    obs = run["observations"].assign(status="failed", failure_kind="oom", failure_reason="killed")
+    objs = cfg["objectives"]
+    empty = obs.iloc[0:0]
+    assert "No configuration ran successfully" in " ".join(A.default_text(obs, empty, objs))
+    assert A.energy_by_source(obs).empty
+    P.energy_sources_figure(obs, str(tmp_path / "e.png"))
+    P.knob_effects_figure(obs, list(cfg["search_space"]), objs, str(tmp_path / "k.png"))
+    assert (tmp_path / "e.png").stat().st_size > 1000 and (tmp_path / "k.png").stat().st_size > 1000
+
+
+def test_tp_pp_filled_from_resolved_engine_args():
+    run, _ = fixture_tables()
+    assert "tensor_parallel_size" not in run["observations"]
+    obs = A.enrich_observations(run["observations"], run["records"], ["tensor_parallel_size", "pipeline_parallel_size"])
+    for _, row in obs.iterrows():
+        rec = A.record_for(run["records"], row)
+        assert row["tensor_parallel_size"] == rec["resolved_engine_args"]["tensor_parallel_size"]
+        assert row["pipeline_parallel_size"] == rec["resolved_engine_args"]["pipeline_parallel_size"]
+
+
+def test_latency_columns_are_found_by_name():
+    obs = pd.DataFrame({"status": ["ok", "ok"], "ttft_ms_p50": [1.0, 2.0], "ttft_ms_p99": [3.0, 4.0],
+                        "tpot_ms_p99": [np.nan, np.nan], "e2el_ms_p99.9": [5.0, 6.0], "output_tokens_per_s": [1, 2]})
+    cols = A.latency_columns(obs)
+    assert cols == {"e2el": [(99.9, "e2el_ms_p99.9")], "ttft": [(50.0, "ttft_ms_p50"), (99.0, "ttft_ms_p99")]}
+
+
+def test_improvement_signs_and_knob_spread():
+    assert A.improvement(110.0, 100.0, "maximize") == pytest.approx(10.0)
+    assert A.improvement(90.0, 100.0, "minimize") == pytest.approx(10.0)
+    assert A.improvement(110.0, 100.0, "minimize") == pytest.approx(-10.0)
+    run, cfg = fixture_tables()
+    imp = A.knob_importance(run["observations"], list(cfg["search_space"]), cfg["objectives"]).set_index("knob")
+    ok = run["observations"]
+    by = ok.groupby("max_num_seqs")["output_tokens_per_s"].mean()
+    expected = 100 * (by.max() - by.min()) / ok["output_tokens_per_s"].mean()
+    assert imp.loc["max_num_seqs", "spread % output_tokens_per_s"] == pytest.approx(expected)
+    assert np.isnan(imp.loc["enable_prefix_caching", "max spread %"])  # one value only in the fixture
+
+
+def test_captions_shared_with_the_pdf_are_plain_text():
+    for name in FIGURES:
+        text = rst_caption(ROOT / "workflow" / "report" / f"{name}.rst")
+        assert text and "``" not in text and "\n" not in text

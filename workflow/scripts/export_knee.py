@@ -1,0 +1,24 @@
+"""The knee configuration of the front as a ready `vllm serve` command and a YAML file of its engine args."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from pathlib import Path
+
+import pandas as pd
+
+from vllm_mobo.analysis import energy_qualifier, load_records
+from vllm_mobo.report import knee_export
+
+command, engine_args = knee_export(
+    pd.read_csv(snakemake.input.pareto),
+    load_records(snakemake.input.metrics),
+    snakemake.params.objectives,
+    snakemake.params.model_dir,
+    snakemake.params.run,
+    energy_qualifier(pd.read_csv(snakemake.input.observations)),
+)
+Path(snakemake.output.command).write_text(command)
+Path(snakemake.output.engine_args).write_text(engine_args)
+print(command, file=sys.stderr)
