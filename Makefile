@@ -26,17 +26,18 @@ endif
 
 venv: $(BIN)/snakemake
 
+# The venv's bin first on PATH: rules call its tools (jupyter-nbconvert for the notebook, latexmk is the system's).
 run: venv
-	$(BIN)/snakemake --cores $(CORES)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES)
 
 report: venv
-	$(BIN)/snakemake --report report.html
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --report report.html
 
 test: venv
-	$(BIN)/python -m pytest -v
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -v
 
 lint: venv
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf .snakemake results/* logs report.html
+	rm -rf .snakemake results/* logs report.html report/build report/*.pdf

@@ -38,9 +38,16 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
             "--directory", str(workdir), *args]
 
 
+def pipeline_environment() -> dict:
+    """The environment a user's shell has after activating the project's venv: its bin first on PATH."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PATH"] = str(SNAKEMAKE.parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
 def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
     proc = subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                          env=pipeline_environment())
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc

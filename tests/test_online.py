@@ -170,11 +170,13 @@ def test_sigterm_to_the_worker_stops_the_server(fake_spec, tmp_path):
             time.sleep(0.2)
         server_pid = int((tmp_path / "server.pid").read_text())
         os.kill(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        worker.wait(timeout=60)  # generous: the machine may be loaded
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
-    assert wait_gone(server_pid) and wait_gone(child_pid(tmp_path))
+    assert worker.returncode == 128 + signal.SIGTERM, worker.returncode
+    assert wait_gone(server_pid, 20), psutil.Process(server_pid).status()
+    assert wait_gone(child_pid(tmp_path), 20)
     assert not result_path.exists()  # interrupted: no result
 
 
@@ -193,6 +195,71 @@ def test_runner_stops_a_server_its_worker_left_behind(tmp_path):
     leader.wait(timeout=10)
     assert all(wait_gone(p) for p in members)
     _kill_server_group(pid_file)  # again: nothing left, no error
+
+
+FAKE_OPENAI_SERVER = textwrap.dedent('''
+    """Streams max_tokens chunks per completion, one request at a time (a lock): latency grows with the load."""
+    import http.server, json, sys, threading, time
+    port, token_s = int(sys.argv[1]), float(sys.argv[2])
+    lock = threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            n = body["max_tokens"]
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            with lock:
+                for _ in range(n):
+                    time.sleep(token_s)
+                    self.wfile.write(b'data: {"choices": [{"text": "t5 "}]}\\n\\n')
+                    self.wfile.flush()
+            usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": n}
+            self.wfile.write(("data: " + json.dumps({"choices": [], "usage": usage}) + "\\n\\ndata: [DONE]\\n\\n").encode())
+
+        def log_message(self, *args):
+            pass
+
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+''')
+
+
+def test_rates_slos_and_headline_against_a_stand_in_server(tmp_path):
+    """The whole worker (warm-up, vLLM's load generator, energy windows, SLOs) against a server that serves one
+    request at a time (~5 ms per token): 4 req/s meets a 300 ms p99 TTFT, a burst does not, and the rate above
+    the first violating one is not run."""
+    script = tmp_path / "fake_openai.py"
+    script.write_text(FAKE_OPENAI_SERVER)
+    workload = {"num_prompts": 8, "input_len": {"min": 16, "max": 32}, "output_len": {"min": 8, "max": 16},
+                "shared_prefix_fraction": 0.0, "seed": 0}
+    spec = {"server_command": [sys.executable, str(script), "{port}", "0.005"], "model": "fake",
+            "server_log": str(tmp_path / "server.log"), "server_pid_file": str(tmp_path / "server.pid"),
+            "engine_args": {}, "workload": workload, "vocab_size": 512, "warmup_prompts": 2, "cooldown_s": 0,
+            "energy": {"cpu_watts_per_core": 7.5, "ram_watts_per_gb": 0.375},
+            "online": {"port": 0, "server_start_timeout_s": 60, "request_rates": ["inf", 4, 1000],
+                       "slo": {"ttft_ms_p99": 300, "tpot_ms_p99": 50}, "slo_as_constraint": True, "num_prompts": None}}
+    result = online.run(spec)
+    m = result["measurements"]
+    assert [r["request_rate"] for r in m["rates"]] == [4.0, 1000.0]
+    assert m["rates_not_run"] == ["inf"]
+    fast, burst = m["rates"]
+    assert fast["slo_met"] and not burst["slo_met"]
+    assert burst["ttft_ms_p99"] > 300 and burst["slo_violations"][0].startswith("ttft_ms_p99")
+    assert burst["goodput"] < burst["requests_per_s"]
+    assert m["request_rate"] == 4.0 and m["slo_met"] is True  # the headline: highest rate within the SLOs
+    assert m["completed_requests"] == 8 and m["failed_requests"] == 0
+    assert m["output_tokens"] == sum(r.output_len for r in online.make_requests(workload, 512))
+    assert 5.0 <= m["tpot_ms_p50"] < 60 and m["ttft_ms_p50"] <= m["ttft_ms_p99"] <= m["e2el_ms_p99"]
+    assert 0 <= m["client_overhead_in_window_s"] < m["energy_window_s"]
+    assert result["energy"]["sources"] and len(result["energy_per_rate"]) == 2
+    assert wait_gone(int((tmp_path / "server.pid").read_text()))
 
 
 # ---------------------------------------------------------------------------------------- engine arguments
@@ -341,3 +408,28 @@ def test_server_that_rejects_an_engine_argument_is_a_failed_candidate(tmp_path, 
     assert "no-such-engine-argument" in rec["failure"]["reason"] or "no-such-engine-argument" in rec["failure"]["log_tail"]
     assert "API server log" in (tmp_path / "job.log").read_text()
     assert api_servers_in(tmp_path) == []
+
+
+def test_server_ends_when_its_worker_is_killed(fake_spec, tmp_path):
+    """The worker is SIGKILLed (no clean-up possible): the server gets SIGTERM through PR_SET_PDEATHSIG."""
+    spec = fake_spec("never", timeout_s=120)
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    worker = subprocess.Popen([sys.executable, "-m", "vllm_mobo.benchmark.online", str(spec_path),
+                               str(tmp_path / "result.json")], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "child.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        server_pid = int((tmp_path / "server.pid").read_text())
+        worker.kill()
+        worker.wait(timeout=30)
+        assert wait_gone(server_pid, 20)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        if (tmp_path / "child.pid").exists():  # the stand-in's helper is not vLLM: it ignores its parent's death
+            try:
+                os.kill(child_pid(tmp_path), signal.SIGKILL)
+            except ProcessLookupError:
+                pass

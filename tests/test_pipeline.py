@@ -14,7 +14,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import load_test_config, run_snakemake, snakemake_command, write_config
+from conftest import load_test_config, pipeline_environment, run_snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.engine
 
@@ -53,7 +53,7 @@ def resumed_run(tmp_path_factory):
     results = workdir / "results" / "tiny"
     log = open(workdir / "first-run.log", "w+")
     proc = subprocess.Popen(snakemake_command(workdir, "--cores", "all"), stdout=log, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, env=pipeline_environment())
     try:
         wait_for(lambda: len(list(results.glob("iter_0/*/metrics.json"))) == 1, 600, "the first benchmark")
         first = next(results.glob("iter_0/*/metrics.json"))

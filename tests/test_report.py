@@ -26,6 +26,7 @@ from vllm_mobo import analysis as A
 from vllm_mobo import plots as P
 from vllm_mobo.config import load_schema, validate_config
 from vllm_mobo.report import latex_context, render_latex, rst_caption
+from vllm_mobo.results import pareto_table
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
@@ -208,6 +209,31 @@ def test_latex_escaping_survives_a_real_build(tmp_path):
                    cwd=tmp_path, check=True, capture_output=True, timeout=300)
     text = subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True, text=True).stdout
     assert weird in text
+
+
+@needs_latex
+@pytest.mark.parametrize("case", ["all failed", "one observation", "no default"])
+def test_pdf_builds_for_small_and_failed_runs(tmp_path, case):
+    run, cfg = fixture_tables()
+    obs = run["observations"]
+    if case == "all failed":
+        obs = obs.assign(status="failed", failure_kind="oom", failure_reason="killed")
+    elif case == "one observation":
+        obs = obs[obs["candidate"] == "seqs32-prefix1-mbt1024"].reset_index(drop=True)
+    else:
+        obs = obs[obs["candidate"] != "vllm-default"].reset_index(drop=True)
+    pareto = pareto_table(obs, cfg["objectives"])
+    ctx = latex_context(obs, pareto, run["records"], run["proposals"], cfg, "results/tiny/model", figures={})
+    tex = tmp_path / "t.tex"
+    tex.write_text(render_latex(ROOT / "report" / "template.tex", ctx))
+    subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={tmp_path}", str(tex)],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True,
+                                   text=True).stdout.split())
+    expected = {"all failed": "no configuration ran successfully, so there is nothing to recommend",
+                "one observation": "Deploy seqs32-prefix1-mbt1024",
+                "no default": "was not benchmarked in this run"}[case]
+    assert expected.lower() in text.lower()
 
 
 def _one_observation():

@@ -261,7 +261,9 @@ def default_comparison(obs: pd.DataFrame, pareto: pd.DataFrame, objectives: list
         row["energy_provenance"] = r.get("energy_provenance", "")
         row["default_energy_provenance"] = d.get("energy_provenance", "") if d is not None else ""
         rows.append(row)
-    return pd.DataFrame(rows)
+    cols = ["role", "candidate"] + [c for o in objectives for c in (o["metric"], f"vs default % {o['metric']}")] \
+        + ["energy_provenance", "default_energy_provenance"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def _better_worse(pct: float, metric: str, direction: str) -> str:

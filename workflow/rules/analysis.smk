@@ -24,6 +24,8 @@ rule observations:
             category="Search",
             labels={"run": config["run"], "table": "hypervolume per iteration"},
         ),
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/observations.log",
     localrule: True
@@ -62,6 +64,8 @@ rule figures:
         space_keys=list(config["search_space"]),
         objectives=config["objectives"],
         run=config["run"],
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/figures.log",
     localrule: True

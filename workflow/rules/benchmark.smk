@@ -6,6 +6,8 @@ rule model_config:
         f"{MODEL_DIR}/config.json",
     params:
         model=config["workload"]["model"],
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/model_config.log",
     localrule: True
@@ -22,6 +24,8 @@ rule benchmark:
     params:
         iteration=lambda wildcards: int(wildcards.iteration),
         model_dir=MODEL_DIR,
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/benchmark/iter_{{iteration}}/{{candidate}}.log",
     resources:

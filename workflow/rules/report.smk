@@ -1,16 +1,6 @@
 # The run's readable results: the analysis notebook (HTML), the LaTeX report (report/<run>.pdf) and the knee
 # configuration exported as a `vllm serve` command and a YAML file of engine args. FIGURES is in analysis.smk.
 
-import os
-import sys
-
-# The notebook directive runs `jupyter-nbconvert` found on PATH: put the one installed beside this Snakemake (the
-# project's environment) first, so notebooks run there even when that environment is not activated (e.g.
-# `.venv/bin/snakemake`). With --use-conda the rule's environment is activated on top and wins.
-_BIN = os.path.dirname(sys.executable)
-if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
-
 REPORT_BUILD = f"report/build/{config['run']}"
 
 
@@ -46,6 +36,8 @@ rule analysis_notebook:
         objectives=config["objectives"],
         run=config["run"],
         figure_names=list(FIGURES),
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         # The executed notebook; notebook_html renders it.
         notebook=f"{LOGS}/notebook/analysis.ipynb",
@@ -64,6 +56,8 @@ rule notebook_html:
             category="Analysis",
             labels={"run": config["run"], "document": "analysis notebook (HTML)"},
         ),
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/notebook_html.log",
     localrule: True
@@ -86,6 +80,8 @@ rule latex_source:
         figure_names=list(FIGURES),
         captions={name: workflow.source_path(f"../report/{caption}") for name, (caption, _, _) in FIGURES.items()},
         model_dir=MODEL_DIR,
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/latex_source.log",
     localrule: True
@@ -107,6 +103,8 @@ rule latex_pdf:
     params:
         outdir=lambda wildcards, input: os.path.dirname(input.tex),
         built=lambda wildcards, input: os.path.splitext(input.tex)[0] + ".pdf",
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/latex_pdf.log",
     localrule: True
@@ -137,6 +135,8 @@ rule export_knee:
         objectives=config["objectives"],
         model_dir=MODEL_DIR,
         run=config["run"],
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/export_knee.log",
     localrule: True

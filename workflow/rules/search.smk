@@ -9,6 +9,8 @@ rule skipped_configurations:
             category="Search",
             labels={"run": config["run"], "table": "skipped configurations"},
         ),
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/skipped_configurations.log",
     localrule: True
@@ -23,6 +25,8 @@ checkpoint propose:
         proposal=f"{RESULTS}/iter_{{iteration}}/proposal.json",
     params:
         iteration=lambda wildcards: int(wildcards.iteration),
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/propose/iter_{{iteration}}.log",
     localrule: True

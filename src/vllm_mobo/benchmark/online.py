@@ -213,6 +213,18 @@ def kill_group(pgid: int, grace_s: float = STOP_GRACE_S, reap=None) -> None:
         pass
 
 
+def _terminate_with_parent() -> None:
+    """In the server, before exec: receive SIGTERM when the worker dies (e.g. killed by its runner's
+    PR_SET_PDEATHSIG without a chance to clean up); the API server then shuts its engine processes down."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: the runner's clean-up by the recorded PID still applies
+        pass
+
+
 class Server:
     """One API server process (group) with its log; :meth:`stop` is idempotent."""
 
@@ -230,7 +242,8 @@ class Server:
             log.write(f"[vllm-mobo] server command: {' '.join(self.cmd)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env, start_new_session=True)
+                                         env=self.env, start_new_session=True,
+                                         preexec_fn=_terminate_with_parent)
         if self.pid_file:
             self.pid_file.write_text(str(self.proc.pid))
 
