@@ -14,6 +14,7 @@ include: "workflow/rules/search.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/profile.smk"
 
 
 rule all:
@@ -27,4 +28,8 @@ rule all:
         f"report/{config['run']}.pdf",
         f"{RESULTS}/export/knee_vllm_serve.txt",
         f"{RESULTS}/export/knee_engine_args.yaml",
+        f"{RESULTS}/profiles/status.csv",
+        f"{RESULTS}/profiles/breakdown.csv",
+        f"{RESULTS}/profiles/explanation.txt",
+        f"{RESULTS}/figures/profile_breakdown.png",
     default_target: True

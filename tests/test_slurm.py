@@ -261,8 +261,9 @@ def test_slurm_search_equals_local_search(slurm_search, local_search):
 
 
 def test_gpu_benchmarks_request_tp_x_pp_gpus(cluster, tmp_path):
-    """With benchmark.device: cuda each benchmark job asks SLURM for TP x PP GPUs and gets them. The CPU build
-    cannot run CUDA candidates, so each benchmark ends after 1 s as a recorded timeout; only the requests matter."""
+    """With benchmark.device: cuda each benchmark job asks SLURM for TP x PP GPUs and gets them. The fake GPUs
+    cannot run anything (NVML sees none), so each candidate ends at once as a recorded failure (or at the config's
+    1 s timeout); only the requests matter here."""
     _, env = cluster
     config = _write_config(tmp_path, "slurm-gpu.yaml")
     t0 = time.time()
@@ -278,7 +279,7 @@ def test_gpu_benchmarks_request_tp_x_pp_gpus(cluster, tmp_path):
     assert max(wanted.values()) == FAKE_GPUS  # the design has a multi-GPU candidate
     for name in _names(iter0):
         record = json.loads((tmp_path / "results" / config["run"] / "iter_0" / name / "metrics.json").read_text())
-        assert record["device"] == "cuda" and record["failure"]["kind"] == "timeout", record
+        assert (record["candidate"], record["status"]) == (name, "failed"), record
 
 
 @pytest.mark.parametrize("case, changes, args, message", [

@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from .io import read_json
-from .results import highlighted_configs
+from .results import feasible_rows, highlighted_configs
 from .space import VLLM_DEFAULT
 
 SOURCES = ("gpu", "cpu", "ram")
@@ -77,7 +77,8 @@ def enrich_observations(obs: pd.DataFrame, records: list[dict], keys) -> pd.Data
 
 
 def ok_rows(obs: pd.DataFrame) -> pd.DataFrame:
-    return obs[obs["status"] == "ok"].copy()
+    """Observations that ran and met their SLOs: what the analysis compares."""
+    return feasible_rows(obs)
 
 
 def metric_label(metric: str) -> str:

@@ -87,6 +87,10 @@ def _check_consistency(config: dict) -> list[str]:
     metrics = [o["metric"] for o in config["objectives"]]
     if len(set(metrics)) != len(metrics):
         problems.append(f"objectives: the same metric twice ({', '.join(metrics)}); give two different metrics")
+    online_only = {"goodput", "ttft_ms_p99", "tpot_ms_p99", "e2el_ms_p99"}
+    if config["benchmark"]["mode"] != "online" and online_only & set(metrics):
+        problems.append(f"objectives: {', '.join(sorted(online_only & set(metrics)))} exist only in "
+                        "benchmark.mode: online")
     overlap = set(config["search_space"]) & set(config.get("engine_args", {}))
     if overlap:
         problems.append(f"engine_args: {', '.join(sorted(overlap))} also in search_space; a knob is either searched or fixed")

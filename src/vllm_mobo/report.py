@@ -80,8 +80,9 @@ def pareto_rows(pareto: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
 
 def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[dict], proposals: list[dict],
                   config: dict, model_dir: str, figures: dict[str, tuple[str, str]],
-                  skipped: pd.DataFrame | None = None) -> dict:
-    """Everything the template shows. ``figures``: name -> (PDF path, caption text)."""
+                  skipped: pd.DataFrame | None = None, profile: dict | None = None) -> dict:
+    """Everything the template shows. ``figures``: name -> (PDF path, caption text). ``profile``: the profiling
+    section (:func:`vllm_mobo.profiling.latex_section`), None to leave it out."""
     objectives, space = config["objectives"], config["search_space"]
     keys = list(space)
     obs = A.enrich_observations(obs, records, ["tensor_parallel_size", "pipeline_parallel_size"])
@@ -114,6 +115,7 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[dict], 
         "knee": None,
         "alternatives": [{"candidate": n, "role": A.role_label(r)} for r, n in roles.items() if n != knee],
         "commands": [],
+        "profile": profile,
     }
     imp = A.knob_importance(obs, keys, objectives)
     if not imp.empty:

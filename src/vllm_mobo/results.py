@@ -90,9 +90,17 @@ def to_observations(records: list[dict], objectives: list[dict]) -> list[Observa
     return out
 
 
+def feasible_rows(obs: pd.DataFrame) -> pd.DataFrame:
+    """Observations that ran and met their SLOs (online mode with SLOs as constraints): the ones a front holds."""
+    ok = obs["status"] == "ok"
+    if "feasible" in obs:
+        ok &= obs["feasible"].astype(bool)
+    return obs[ok].copy()
+
+
 def pareto_table(obs: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
-    """The successful observations that no other successful observation dominates, best first objective first."""
-    ok = obs[obs["status"] == "ok"].copy()
+    """The feasible observations that no other feasible observation dominates, best first objective first."""
+    ok = feasible_rows(obs)
     if ok.empty:
         return ok
     Y = log_objectives_min(ok[[o["metric"] for o in objectives]].to_numpy(), [o["direction"] for o in objectives])
@@ -103,8 +111,8 @@ def pareto_table(obs: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
 
 def hypervolume_by_iteration(obs: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
     """Hypervolume of everything found up to each iteration, in log-objective space, with one reference point
-    (the nadir of all successful observations plus 10% of the range) for every iteration, so values compare."""
-    ok = obs[obs["status"] == "ok"]
+    (the nadir of all feasible observations plus 10% of the range) for every iteration, so values compare."""
+    ok = feasible_rows(obs)
     iterations = sorted(obs["iteration"].unique()) if len(obs) else []
     if ok.empty:
         return pd.DataFrame({"iteration": iterations, "evaluations": np.nan, "hypervolume": 0.0})

@@ -74,6 +74,11 @@ rule latex_source:
         proposals=all_proposals,
         figures=[f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
         template=workflow.source_path("../../report/template.tex"),
+        # The profiling section (workflow/rules/profile.smk).
+        profile_status=f"{RESULTS}/profiles/status.csv",
+        profile_breakdown=f"{RESULTS}/profiles/breakdown.csv",
+        profile_explanation=f"{RESULTS}/profiles/explanation.txt",
+        profile_figure=f"{RESULTS}/figures/profile_breakdown.pdf",
     output:
         tex=f"{REPORT_BUILD}/{config['run']}.tex",
     params:

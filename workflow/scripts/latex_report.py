@@ -10,6 +10,7 @@ import pandas as pd
 
 from vllm_mobo.analysis import load_records
 from vllm_mobo.io import read_json
+from vllm_mobo.profiling import latex_section
 from vllm_mobo.report import latex_context, render_latex, rst_caption
 
 inp, params = snakemake.input, snakemake.params
@@ -23,6 +24,7 @@ context = latex_context(
     model_dir=params.model_dir,
     figures=figures,
     skipped=pd.read_csv(inp.skipped),
+    profile=latex_section(inp.profile_status, inp.profile_breakdown, inp.profile_explanation, inp.profile_figure),
 )
 Path(snakemake.output.tex).write_text(render_latex(inp.template, context))
 print(f"{snakemake.output.tex} written", file=sys.stderr)

@@ -44,6 +44,21 @@ def resolved_engine_args(llm) -> dict:
     return out
 
 
+def nvtx_range(name: str):
+    """An NVTX range (``vllm-mobo:warmup``, ``vllm-mobo:measure``) that Nsight Systems profiles are cut to
+    (vllm_mobo.profiling); a no-op context without CUDA (the CPU build) and nearly free when no profiler listens."""
+    import contextlib
+
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.nvtx.range(name)
+    except Exception:  # no NVTX in this torch build
+        pass
+    return contextlib.nullcontext()
+
+
 def run(spec: dict) -> dict:
     from vllm import LLM, SamplingParams
 
@@ -61,20 +76,20 @@ def run(spec: dict) -> dict:
     warm = make_requests(spec["workload"], spec["vocab_size"], count=spec["warmup_prompts"], seed_offset=1)
     if warm:
         prompts, params = as_inputs(warm)
-        llm.generate(prompts, params, use_tqdm=False)
+        with nvtx_range("vllm-mobo:warmup"):
+            llm.generate(prompts, params, use_tqdm=False)
     t_warm = time.perf_counter()
     if spec.get("cooldown_s"):
         time.sleep(spec["cooldown_s"])
 
     requests = make_requests(spec["workload"], spec["vocab_size"])
     prompts, params = as_inputs(requests)
-    meters = EnergySession(root_pid=os.getpid(), gpu_indices=spec.get("gpu_indices") or None,
-                           cpu_watts_per_core=spec["energy"]["cpu_watts_per_core"],
-                           ram_watts_per_gb=spec["energy"]["ram_watts_per_gb"])
+    meters = EnergySession.from_config(spec["energy"], root_pid=os.getpid(), gpu_indices=spec.get("gpu_indices") or None)
     print(f"[vllm-mobo] timed generate: {len(requests)} requests", flush=True)
     meters.start()
     t0 = time.perf_counter()
-    outputs = llm.generate(prompts, params, use_tqdm=False)
+    with nvtx_range("vllm-mobo:measure"):
+        outputs = llm.generate(prompts, params, use_tqdm=False)
     elapsed = time.perf_counter() - t0
     readings = meters.stop()
 

@@ -1,0 +1,85 @@
+# Nsight Systems profiles of the highlighted configurations after the search (issue 7; src/vllm_mobo/profiling.py).
+# `profile` runs the energy-optimal, throughput-optimal and knee configurations and vLLM's default once more under
+# `nsys profile` (profile.* in the config) and reduces the `nsys stats` exports to a per-GPU breakdown; without
+# nsys or a GPU it profiles nothing and status.csv says why ("not profiled: nsys not found"), so the pipeline goes
+# on. `profile_report` draws the figure and writes the explanation both reports show. The .nsys-rep files and CSV
+# exports stay under results/<run>/profiles/<candidate>/ (not declared outputs: which candidates is data).
+
+from vllm_mobo.cluster import max_devices_requested
+
+PROFILES = f"{RESULTS}/profiles"
+
+
+def profile_gpus(wildcards=None):
+    """GPUs the profile job holds: the most any configuration of the search can use (it profiles one at a time)."""
+    if DEVICE != "cuda" or not config["profile"]["enabled"]:
+        return 0
+    return max_devices_requested(config)[0]
+
+
+def profile_runtime(wildcards=None):
+    per = config["profile"]["timeout_s"] or config["benchmark"]["timeout_s"] + 300
+    return int(len(config["profile"]["configs"]) * (per / 60 + 10)) + 5
+
+
+rule profile:
+    input:
+        observations=f"{RESULTS}/observations.csv",
+        pareto=f"{RESULTS}/pareto.csv",
+        metrics=all_metrics,
+        model=model_inputs,
+    output:
+        status=report(
+            f"{PROFILES}/status.csv",
+            caption="../report/profile_status.rst",
+            category="Profiles",
+            labels={"run": config["run"], "table": "profiling status"},
+        ),
+        breakdown=report(
+            f"{PROFILES}/breakdown.csv",
+            caption="../report/profile_breakdown_table.rst",
+            category="Profiles",
+            labels={"run": config["run"], "table": "GPU time breakdown per GPU"},
+        ),
+    params:
+        model_dir=MODEL_DIR,
+        device=DEVICE,
+        profiles_dir=PROFILES,
+    log:
+        f"{LOGS}/profile.log",
+    resources:
+        # Never beside a benchmark: the profile is a benchmark run too.
+        benchmark_slots=1,
+        gpu=profile_gpus,
+        runtime=profile_runtime,
+    script:
+        "../scripts/profile_configs.py"
+
+
+rule profile_report:
+    input:
+        status=f"{PROFILES}/status.csv",
+        breakdown=f"{PROFILES}/breakdown.csv",
+        observations=f"{RESULTS}/observations.csv",
+    output:
+        png=report(
+            f"{RESULTS}/figures/profile_breakdown.png",
+            caption="../report/profile_breakdown.rst",
+            category="Profiles",
+            labels={"run": config["run"], "figure": "GPU time breakdown (Nsight Systems)"},
+        ),
+        pdf=f"{RESULTS}/figures/profile_breakdown.pdf",
+        explanation=report(
+            f"{PROFILES}/explanation.txt",
+            caption="../report/profile_explanation.rst",
+            category="Profiles",
+            labels={"run": config["run"], "document": "why TP or PP wins (from the profiles)"},
+        ),
+    params:
+        objectives=config["objectives"],
+        run=config["run"],
+    log:
+        f"{LOGS}/profile_report.log",
+    localrule: True
+    script:
+        "../scripts/profile_report.py"
