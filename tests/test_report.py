@@ -33,7 +33,8 @@ FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
 RUN = "tiny"
 RESULTS = f"results/{RUN}"
 FIGURES = ["pareto_front", "hypervolume", "energy_sources", "knob_effects", "tp_pp", "latency"]
-DOWNSTREAM_RULES = {"figures", "analysis_notebook", "notebook_html", "latex_source", "latex_pdf", "export_knee", "all"}
+DOWNSTREAM_RULES = {"figures", "analysis_notebook", "notebook_html", "latex_source", "latex_pdf", "export_knee", "all",
+                    "profile", "profile_report"}  # profile: Nsight Systems, "not profiled" without nsys/GPU
 HAVE_LATEX = shutil.which("latexmk") is not None and shutil.which("pdftotext") is not None
 needs_latex = pytest.mark.skipif(not HAVE_LATEX, reason="latexmk or pdftotext not installed (apt-get install latexmk "
                                  "texlive-latex-base texlive-latex-recommended texlive-fonts-recommended poppler-utils)")

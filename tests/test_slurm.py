@@ -282,7 +282,7 @@ def test_gpu_benchmarks_request_tp_x_pp_gpus(cluster, tmp_path):
         assert (record["candidate"], record["status"]) == (name, "failed"), record
 
 
-@pytest.mark.parametrize("case, changes, args, message", [
+@pytest.mark.parametrize("case, changes, args, message", [pytest.param(*p, id=p[0]) for p in [
     ("unknown partition", {}, ["--default-resources", "slurm_partition=gpus"],
      "default-resources: slurm_partition: partition 'gpus' does not exist on this cluster; partitions: debug"),
     ("TP x PP above a node's GPUs", {"benchmark.num_devices": 4, "search_space.pipeline_parallel_size": [1, 2]},
@@ -297,7 +297,7 @@ def test_gpu_benchmarks_request_tp_x_pp_gpus(cluster, tmp_path):
      "partition 'debug' (the cluster's default) have at most 2"),
     ("device auto on GPU nodes", {"benchmark.device": "auto", "benchmark.num_devices": "auto"}, [],
      "benchmark.device is 'auto', which resolved to the CPU engine on this node"),
-])
+]])
 def test_bad_cluster_settings_stop_before_any_job(cluster, tmp_path, case, changes, args, message):
     _, env = cluster
     config = _write_config(tmp_path, "slurm-gpu.yaml", **changes)

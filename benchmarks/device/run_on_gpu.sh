@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ON the lent GPU machine (device tool), from the repository root, after vLLM is installed there
 # (../shared/device/README.md). Installs the pipeline's own missing dependencies from carried wheels (.wa, .wb),
-# then runs what is asked: nvml | offline CONFIG | online CONFIG. Results and logs go to $OUT as they come.
+# then runs what is asked: nvml | offline CONFIG | online CONFIG | profile CONFIG [RESULTS] [PROFILE_YAML].
+# Results and logs go to $OUT as they come.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0
 export LD_LIBRARY_PATH=/tmp/dw/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
@@ -19,4 +20,31 @@ case "$what" in
     python3 -m snakemake -s "$PWD/Snakefile" --profile "$PWD/profiles/default" --directory "$work" \
       --cores all --resources gpu=$(nvidia-smi -L | wc -l) 2>&1 | tee "$OUT/snakemake-$(basename "$cfg" .yaml).log"
     (cd "$work" && tar czf "$OUT/results-$(basename "$cfg" .yaml).tgz" results logs) ;;
+  profile)
+    # Nsight Systems profiles (issue 7) of a finished search: profile CONFIG [RESULTS] [PROFILE_YAML]
+    #   RESULTS: a results-<name>.tgz of an earlier `pipeline` call, or a flattened copy as in docs/gpu/<date>-*/;
+    #     omitted or "": the /tmp/work-<name> an earlier `pipeline` call left on this (still warm) machine.
+    #   PROFILE_YAML: merged into the config's `profile:`, e.g. '{configs: [knee, {tensor_parallel_size: 2}]}'.
+    # Only the rules profile and profile_report may run: a plan with any other rule (a benchmark) stops here.
+    cfg=$1; name=$(basename "$cfg" .yaml); work=/tmp/work-$name
+    python3 workflow/scripts/profile_prepare.py "$cfg" "$work" "${2:-}" "${3:-}" || exit 1
+    run=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["run"])' "$work/config.yaml")
+    res=results/$run
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
+    sm=(python3 -m snakemake -s "$PWD/Snakefile" --profile "$PWD/profiles/default" --directory "$work" --cores all
+        --resources gpu=$(nvidia-smi -L | wc -l) --forcerun profile profile_report)
+    targets=("$res/profiles/status.csv" "$res/profiles/explanation.txt" "$res/figures/profile_breakdown.png")
+    planned=$("${sm[@]}" --dry-run -- "${targets[@]}" 2>&1 | sed -n 's/^\(local\)\{0,1\}rule \([a-z_]*\):.*/\2/p' | sort -u | tr '\n' ' ')
+    echo "planned rules: $planned" | tee "$OUT/snakemake-profile-$name.log"
+    if [ "$planned" != "profile profile_report " ]; then
+      echo "refusing: the plan holds more than profile and profile_report (is the search in $work finished?)" \
+        | tee -a "$OUT/snakemake-profile-$name.log"; exit 1
+    fi
+    "${sm[@]}" -- "${targets[@]}" 2>&1 | tee -a "$OUT/snakemake-profile-$name.log"
+    # CSV exports, status, breakdown, figure and logs in one tarball (small); each .nsys-rep as <candidate>.nsys-rep
+    (cd "$work" && tar czf "$OUT/profiles-$name.tgz" --exclude='*.nsys-rep' --exclude='*.sqlite' \
+      "$res/profiles" "$res"/figures/profile_breakdown.* logs/"$run"/profile*.log)
+    for rep in "$work/$res"/profiles/*/profile.nsys-rep; do
+      [ -f "$rep" ] && cp "$rep" "$OUT/$(basename "$(dirname "$rep")").nsys-rep"
+    done ;;
 esac

@@ -58,10 +58,12 @@ LIBDW_DIRS = ("/tmp/dw/usr/lib/x86_64-linux-gnu",)
 NVTX_WARMUP = "vllm-mobo:warmup"
 NVTX_MEASURE = "vllm-mobo:measure"
 
-#: The roles ``profile.configs`` may name, in the order they are profiled.
+#: The roles ``profile.configs`` may name. An entry may also be a mapping of engine args (e.g.
+#: ``{tensor_parallel_size: 2}``): that configuration is profiled as well (role ``requested``), benchmarked in the
+#: search or not (then the profiled run's own throughput is the one compared).
 ROLES = ("energy_optimal", "throughput_optimal", "knee", "vllm_default")
 ROLE_LABELS = {"energy_optimal": "energy-optimal", "throughput_optimal": "throughput-optimal", "knee": "knee",
-               "vllm_default": "vLLM default"}
+               "vllm_default": "vLLM default", "requested": "requested"}
 
 CATEGORIES = ("gemm", "attention", "communication", "memory", "other")
 CATEGORY_LABELS = {"gemm": "GEMM", "attention": "attention", "communication": "communication (NCCL/all-reduce)",
@@ -81,7 +83,7 @@ KERNEL_PATTERNS: list[tuple[str, str]] = [
 _COMPILED = [(cat, re.compile(p, re.I)) for cat, p in KERNEL_PATTERNS]
 
 STATUS_COLUMNS = ["candidate", "roles", "iteration", "tensor_parallel_size", "pipeline_parallel_size", "status",
-                  "reason", "report", "window_s", "stats_filter"]
+                  "reason", "report", "window_s", "stats_filter", "profiled_output_tokens_per_s"]
 BREAKDOWN_COLUMNS = (["candidate", "roles", "tensor_parallel_size", "pipeline_parallel_size", "gpu", "source",
                       "window_ns"] + [f"{c}_ns" for c in CATEGORIES] + ["idle_ns", "busy_ns", "overlap_scale"]
                      + [f"{c}_raw_ns" for c in CATEGORIES] + [f"{c}_pct" for c in (*CATEGORIES, "idle")])
@@ -144,11 +146,11 @@ def role_candidates(pareto: pd.DataFrame, objectives: list[dict]) -> dict[str, s
 
 
 def select_configs(pareto: pd.DataFrame, records: list[dict], objectives: list[dict],
-                   roles: list[str]) -> list[dict]:
-    """The configurations to profile, one entry per distinct candidate in the order of ``roles``:
-    ``{"candidate", "roles", "config", "iteration", "record"}``; a role the run does not define (e.g. no
-    successful configuration) is an entry with ``candidate`` None."""
-    from .space import VLLM_DEFAULT
+                   roles: list) -> list[dict]:
+    """The configurations to profile, one entry per distinct candidate in the order of ``roles`` (role names, or
+    mappings of engine args): ``{"candidate", "roles", "config", "iteration", "record"}``. A role the run does
+    not define (e.g. no successful configuration) is an entry with ``candidate`` None."""
+    from .space import VLLM_DEFAULT, candidate_name
 
     by_role = role_candidates(pareto, objectives)
     by_name = {}
@@ -157,7 +159,11 @@ def select_configs(pareto: pd.DataFrame, records: list[dict], objectives: list[d
             by_name[r["candidate"]] = r
     out: list[dict] = []
     for role in roles:
-        name = by_role.get(role)
+        explicit = dict(role) if isinstance(role, dict) else None
+        if explicit is not None:
+            name, role = candidate_name(explicit), "requested"
+        else:
+            name = by_role.get(role)
         if name is None:
             out.append({"candidate": None, "roles": [role], "config": None, "iteration": None, "record": None})
             continue
@@ -166,7 +172,8 @@ def select_configs(pareto: pd.DataFrame, records: list[dict], objectives: list[d
             same["roles"].append(role)
             continue
         rec = by_name.get(name)
-        config = rec["config"] if rec else ({} if name == VLLM_DEFAULT else None)
+        config = rec["config"] if rec else (explicit if explicit is not None else ({} if name == VLLM_DEFAULT
+                                                                                    else None))
         out.append({"candidate": name, "roles": [role], "config": config,
                     "iteration": rec["iteration"] if rec else None, "record": rec})
     return out
@@ -455,9 +462,11 @@ def profile_config(config: dict, entry: dict, out_dir: Path, nsys: str, model_di
     window = info["window"]
     tp, pp = parallel_sizes(entry, config.get("engine_args"))
     breakdown = breakdown_from_exports(out_dir, window, tp * pp)
-    notes = []
+    notes, throughput = [], np.nan
     if not result_path.exists():
         notes.append("the worker wrote no result (see the profile log)")
+    else:
+        throughput = json.loads(result_path.read_text())["measurements"]["output_tokens_per_s"]
     if window is None:
         notes.append(f"no NVTX range {NVTX_MEASURE} found: summaries include start-up, no idle time")
     if breakdown.empty:
@@ -465,7 +474,17 @@ def profile_config(config: dict, entry: dict, out_dir: Path, nsys: str, model_di
     status = "profiled" if not breakdown.empty else "failed"
     return {**row, "status": status, "reason": "; ".join(notes) if notes else "profiled under nsys",
             "window_s": (window[1] - window[0]) / 1e9 if window else np.nan,
-            "stats_filter": info["stats_filter"]}, breakdown
+            "stats_filter": info["stats_filter"], "profiled_output_tokens_per_s": throughput}, breakdown
+
+
+def profile_key(config: dict, entry: dict) -> dict:
+    """What a profile depends on: a profile taken with the same key is reused (``profile.reuse``)."""
+    prof = config["profile"]
+    return json.loads(json.dumps({
+        "config": entry["config"], "engine_args": config.get("engine_args") or {},
+        "workload": {**config["workload"], "num_prompts": prof.get("num_prompts") or config["workload"]["num_prompts"]},
+        "warmup_prompts": config["benchmark"]["warmup_prompts"], "cuda_graph_trace": prof["cuda_graph_trace"],
+    }, sort_keys=True, default=str))
 
 
 def profile_all(config: dict, pareto: pd.DataFrame, records: list[dict], device: str, profiles_dir: Path | str,
@@ -494,13 +513,24 @@ def profile_all(config: dict, pareto: pd.DataFrame, records: list[dict], device:
         if e["config"] is None:
             status.append({**base, "status": "not profiled", "reason": "not profiled: its metrics.json is missing"})
             continue
-        try:
-            row, bd = profile_config(config, e, profiles_dir / e["candidate"], nsys, model_dir, log)
-        except Exception as exc:  # one configuration's failure never fails the pipeline
-            import traceback
+        out_dir = profiles_dir / e["candidate"]
+        key = profile_key(config, e)
+        done = out_dir / "profiled.json"
+        if prof.get("reuse", True) and done.exists() and json.loads(done.read_text()).get("key") == key:
+            row = json.loads(done.read_text())["row"]  # profiled earlier with the same settings: kept
+            bd = pd.read_csv(out_dir / "breakdown.csv") if (out_dir / "breakdown.csv").exists() else pd.DataFrame()
+            log.write(f"[vllm-mobo] {e['candidate']}: reusing the profile in {out_dir} (profile.reuse)\n")
+        else:
+            try:
+                row, bd = profile_config(config, e, out_dir, nsys, model_dir, log)
+            except Exception as exc:  # one configuration's failure never fails the pipeline
+                import traceback
 
-            traceback.print_exc(file=log)
-            row, bd = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}, pd.DataFrame()
+                traceback.print_exc(file=log)
+                row, bd = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}, pd.DataFrame()
+            if row.get("status") == "profiled":
+                bd.to_csv(out_dir / "breakdown.csv", index=False)
+                done.write_text(json.dumps({"key": key, "row": row}, indent=2, default=float))
         status.append({**base, **row})
         if not bd.empty:
             parts.append(bd.assign(candidate=e["candidate"], roles=base["roles"], tensor_parallel_size=tp,
@@ -556,7 +586,10 @@ def explain(status: pd.DataFrame, breakdown: pd.DataFrame, observations: pd.Data
         out.append("No configuration was profiled, so no TP > 1 or PP > 1 configuration was either: these "
                    "results hold no kernel-level evidence of why TP or PP wins for this workload.")
         return out
-    obs = observations.set_index("candidate") if "candidate" in observations else pd.DataFrame()
+    obs = pd.DataFrame()
+    if "candidate" in observations:
+        ok = observations[observations["status"] == "ok"] if "status" in observations else observations
+        obs = ok.drop_duplicates("candidate", keep="last").set_index("candidate")
 
     def metrics(cand: str) -> str:
         if cand not in obs.index:
@@ -573,31 +606,40 @@ def explain(status: pd.DataFrame, breakdown: pd.DataFrame, observations: pd.Data
     tp = prof[prof["tensor_parallel_size"] > 1]
     pp = prof[prof["pipeline_parallel_size"] > 1]
     if tp.empty and pp.empty:
-        out.append("None of the profiled configurations uses TP > 1 or PP > 1 (all ran on one GPU), so these "
-                   "profiles cannot show why TP or PP wins for this workload; the best configurations of this "
-                   "search did not need either.")
+        out.append("None of the profiled configurations uses TP > 1 or PP > 1 (each ran on one GPU), so these "
+                   "profiles cannot show why TP or PP wins for this workload. To compare them, add e.g. "
+                   "{tensor_parallel_size: 2} and {pipeline_parallel_size: 2} to profile.configs.")
         return out
     has_idle = bd["idle_pct"].notna().any()
 
     def overhead(cand: str) -> float:
         return _mean_pct(bd, cand, "communication_pct") + (_mean_pct(bd, cand, "idle_pct") if has_idle else 0.0)
 
-    for label, group, what in (("TP", tp, "communication (all-reduce after each attention and MLP block)"),
-                               ("PP", pp, "idle time (pipeline bubbles: a stage waits for the other)")):
+    for label, group, comm_what, idle_what in (
+            ("TP", tp, "the all-reduces TP needs after each attention and MLP block", "no kernel or copy running"),
+            ("PP", pp, "sending activations between stages", "pipeline bubbles: one stage waiting for the other")):
         for r in group.itertuples():
             comm = _mean_pct(bd, r.candidate, "communication_pct")
             idle = _mean_pct(bd, r.candidate, "idle_pct")
-            out.append(f"Under {label} ({r.candidate}), the cost of splitting the model is mostly {what}: "
-                       f"communication {comm:.1f}%" + (f", idle {idle:.1f}%" if has_idle else "")
-                       + " of each GPU's time on average.")
+            size = r.tensor_parallel_size if label == "TP" else r.pipeline_parallel_size
+            out.append(f"Under {label}={size} ({r.candidate}) each GPU spends {comm:.1f}% of its time in "
+                       f"communication kernels ({comm_what})" + (f" and is idle {idle:.1f}% of the measured "
+                                                                 f"window ({idle_what})" if has_idle else "")
+                       + ", on average over its GPUs.")
     if tp.empty or pp.empty:
         missing = "PP > 1" if pp.empty else "TP > 1"
         out.append(f"No {missing} configuration was profiled, so the profiles cannot compare TP with PP here.")
         return out
     thr = next((o for o in objectives if not o["metric"].startswith("joules")), objectives[0])
     a, b = tp.iloc[0]["candidate"], pp.iloc[0]["candidate"]
+    va = vb = None
     if a in obs.index and b in obs.index and thr["metric"] in obs.columns:
         va, vb = float(obs.loc[a, thr["metric"]]), float(obs.loc[b, thr["metric"]])
+    elif "profiled_output_tokens_per_s" in prof and prof[prof["candidate"].isin([a, b])][
+            "profiled_output_tokens_per_s"].notna().sum() == 2:  # not both benchmarked: the profiled runs' own
+        thr = {"metric": "output_tokens_per_s (measured under nsys)", "direction": "maximize"}
+        va, vb = (float(prof.loc[prof["candidate"] == c, "profiled_output_tokens_per_s"].iloc[0]) for c in (a, b))
+    if va is not None:
         better_tp = (va > vb) == (thr["direction"] == "maximize")
         win, lose = (a, b) if better_tp else (b, a)
         won = "TP" if better_tp else "PP"
@@ -634,6 +676,12 @@ def pattern_list() -> list[dict]:
 # ------------------------------------------------------------------------------------------------- figure
 
 
+def gpu_label(device: str) -> str:
+    """``NVIDIA H100 80GB HBM3 (1)`` (nsys's device column) -> ``GPU 1``; other labels unchanged."""
+    m = re.search(r"\((\d+)\)$", str(device))
+    return f"GPU {m.group(1)}" if m else str(device)
+
+
 COLORS = {"gemm": "#4c72b0", "attention": "#dd8452", "communication": "#c44e52", "memory": "#8172b3",
           "other": "#937860", "idle": "#d0d0d0"}
 
@@ -658,7 +706,7 @@ def breakdown_figure(status: pd.DataFrame, breakdown: pd.DataFrame, path_png: st
     else:
         bd = breakdown.reset_index(drop=True)
         labels = [f"{r.candidate}\n{r.roles}; TP{int(r.tensor_parallel_size)} PP{int(r.pipeline_parallel_size)}"
-                  f" · {r.gpu}" for r in bd.itertuples()]
+                  f" · {gpu_label(r.gpu)}" for r in bd.itertuples()]
         cats = list(CATEGORIES) + (["idle"] if bd["idle_pct"].notna().any() else [])
         fig, ax = plt.subplots(figsize=(10, 1.2 + 0.55 * len(bd)))
         left = np.zeros(len(bd))
@@ -706,7 +754,7 @@ def latex_section(status_csv, breakdown_csv, explanation_txt, figure_pdf) -> dic
     if not bd.empty:
         cols = ["candidate", "gpu"] + [f"{c}_pct" for c in (*CATEGORIES, "idle")]
         t = bd[cols].copy()
-        t["gpu"] = t["gpu"].astype(str).str.replace(r"^.*\((\d+)\)$", r"GPU \1", regex=True)
+        t["gpu"] = t["gpu"].map(gpu_label)
         t = t.rename(columns={f"{c}_pct": f"{CATEGORY_LABELS[c].split(' (')[0]} %" for c in (*CATEGORIES, "idle")})
         ctx["breakdown"] = table(t.map(lambda v: f"{v:.1f}" if isinstance(v, float) and not np.isnan(v)
                                        else ("" if isinstance(v, float) else v)))
@@ -731,13 +779,29 @@ def worker_main(argv: list[str]) -> int:
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, result_path)
-    print(f"[vllm-mobo] profiled run: {result['measurements']['output_tokens_per_s']:.1f} output tok/s under nsys",
+    print(f"[vllm-mobo] profile run: {result['measurements']['output_tokens_per_s']:.1f} output tok/s",
           flush=True)
-    watchdog = threading.Timer(120.0, lambda: os._exit(0))
+    watchdog = threading.Timer(90.0, lambda: os._exit(0))
     watchdog.daemon = True
     watchdog.start()
-    gc.collect()  # the LLM is gone with run()'s frame: its engine processes are shut down here
+    gc.collect()  # the LLM is gone with run()'s frame: vLLM shuts its engine processes down here
     time.sleep(2.0)
+    # Whatever is left (an EngineCore or TP/PP worker vLLM did not stop) gets SIGTERM, so it exits through its
+    # own handlers and its CUDA trace reaches nsys; SIGKILL only after 20 s. nsys ends when all have exited.
+    import psutil
+
+    left = psutil.Process().children(recursive=True)
+    for proc in left:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(left, timeout=20)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
     return 0
 
 

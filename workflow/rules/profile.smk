@@ -8,18 +8,11 @@
 from vllm_mobo.cluster import max_devices_requested
 
 PROFILES = f"{RESULTS}/profiles"
-
-
-def profile_gpus(wildcards=None):
-    """GPUs the profile job holds: the most any configuration of the search can use (it profiles one at a time)."""
-    if DEVICE != "cuda" or not config["profile"]["enabled"]:
-        return 0
-    return max_devices_requested(config)[0]
-
-
-def profile_runtime(wildcards=None):
-    per = config["profile"]["timeout_s"] or config["benchmark"]["timeout_s"] + 300
-    return int(len(config["profile"]["configs"]) * (per / 60 + 10)) + 5
+# GPUs the profile job holds (it profiles one configuration at a time): the most any configuration of the
+# search can use; its time limit: per configuration, the profiled run's limit plus 10 minutes of `nsys stats`.
+PROFILE_GPUS = max_devices_requested(config)[0] if DEVICE == "cuda" and config["profile"]["enabled"] else 0
+PROFILE_RUNTIME = int(len(config["profile"]["configs"]) * (
+    (config["profile"]["timeout_s"] or config["benchmark"]["timeout_s"] + 300) / 60 + 10)) + 5
 
 
 rule profile:
@@ -44,14 +37,16 @@ rule profile:
     params:
         model_dir=MODEL_DIR,
         device=DEVICE,
-        profiles_dir=PROFILES,
+        profiles_dir=lambda wildcards, output: os.path.dirname(output.status),
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/profile.log",
     resources:
         # Never beside a benchmark: the profile is a benchmark run too.
         benchmark_slots=1,
-        gpu=profile_gpus,
-        runtime=profile_runtime,
+        gpu=PROFILE_GPUS,
+        runtime=PROFILE_RUNTIME,
     script:
         "../scripts/profile_configs.py"
 
@@ -78,6 +73,8 @@ rule profile_report:
     params:
         objectives=config["objectives"],
         run=config["run"],
+    conda:
+        "../envs/vllm_mobo.yaml"
     log:
         f"{LOGS}/profile_report.log",
     localrule: True

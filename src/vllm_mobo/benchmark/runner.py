@@ -11,6 +11,7 @@ and the tail of the worker's log. The search reads failures as infeasible points
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..cluster import claim_gpus
 from ..io import write_json_atomic
 from ..space import candidate_name, devices_used
 from . import hardware
@@ -168,6 +170,15 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
         write_json_atomic(out_path, record)
         return record
     spec["cpu_kvcache_space_gib"] = config["benchmark"].get("cpu_kvcache_space_gib", 1)
+    gpu_claim = contextlib.ExitStack()
+    if spec["device"] == "cuda" and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        # Run locally (no scheduler named this job's GPUs): hold the candidate's GPUs by lock file, so that
+        # concurrent benchmarks get disjoint GPUs. Under SLURM, CUDA_VISIBLE_DEVICES already names the job's own.
+        claimed = gpu_claim.enter_context(claim_gpus(len(spec["gpus_pinned"]), hardware.visible_gpu_indices(),
+                                                     timeout_s=config["benchmark"]["timeout_s"]))
+        if spec["gpu_indices"] == spec["gpus_pinned"]:  # energy scope "used": meter the GPUs held
+            spec["gpu_indices"] = claimed
+        spec["gpus_pinned"] = claimed
     model_cfg = config["workload"]["model"]
     if spec["mode"] == "online" and "architecture" in model_cfg and not has_tokenizer(spec["model"]):
         # a model directory written before the tokenizer was: a server of dummy weights needs one
@@ -193,7 +204,7 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # The worker's files live beside the result, so its command line names the run it belongs to.
-    with tempfile.TemporaryDirectory(dir=out_path.parent.resolve(), prefix=".worker-") as tmp:
+    with gpu_claim, tempfile.TemporaryDirectory(dir=out_path.parent.resolve(), prefix=".worker-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         server_log, server_pid_file = Path(tmp) / "server.log", Path(tmp) / "server.pid"
         if spec["mode"] == "online":

@@ -1,0 +1,82 @@
+"""Set up a working directory to profile a finished search (benchmarks/device/run_on_gpu.sh profile).
+
+    python3 workflow/scripts/profile_prepare.py CONFIG WORKDIR [RESULTS] [PROFILE_YAML]
+
+Writes WORKDIR/config.yaml (CONFIG, with PROFILE_YAML -- a YAML mapping such as
+``{configs: [knee, {tensor_parallel_size: 2}]}`` -- merged into its ``profile`` section) and, when RESULTS is given,
+restores the finished search into WORKDIR/results/<run>/ from either
+  - a ``results-<name>.tgz`` written by ``run_on_gpu.sh pipeline`` (results/ and logs/), or
+  - a flattened copy as committed under docs/gpu/<date>-*/: ``metrics/iter_<N>__<candidate>.json``,
+    ``proposal_iter_<N>.json``, ``observations.csv``, ``pareto.csv``, ``hypervolume.csv``.
+Every restored file gets one modification time, so Snakemake sees a finished search. A plain script, not a rule.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+import yaml
+
+
+def main(argv: list[str]) -> int:
+    cfg_path, work = Path(argv[0]), Path(argv[1])
+    results = argv[2] if len(argv) > 2 and argv[2] else None
+    overlay = argv[3] if len(argv) > 3 and argv[3] else None
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load(cfg_path.read_text())
+    if overlay:
+        extra = yaml.safe_load(overlay)
+        if not isinstance(extra, dict):
+            print(f"PROFILE_YAML must be a mapping, got {overlay!r}", file=sys.stderr)
+            return 2
+        cfg["profile"] = {**(cfg.get("profile") or {}), **extra}
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run_dir = work / "results" / cfg["run"]
+    if results:
+        src = Path(results)
+        if src.is_file():
+            with tarfile.open(src) as tar:
+                tar.extractall(work, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(work)
+        elif (src / "metrics").is_dir():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for m in sorted((src / "metrics").glob("iter_*__*.json")):
+                it, cand = re.fullmatch(r"iter_(\d+)__(.+)\.json", m.name).groups()
+                (run_dir / f"iter_{it}" / cand).mkdir(parents=True, exist_ok=True)
+                shutil.copy(m, run_dir / f"iter_{it}" / cand / "metrics.json")
+            for p in sorted(src.glob("proposal_iter_*.json")):
+                it = re.fullmatch(r"proposal_iter_(\d+)\.json", p.name).group(1)
+                (run_dir / f"iter_{it}").mkdir(parents=True, exist_ok=True)
+                shutil.copy(p, run_dir / f"iter_{it}" / "proposal.json")
+            for name in ("observations.csv", "pareto.csv", "hypervolume.csv", "skipped.csv"):
+                if (src / name).exists():
+                    shutil.copy(src / name, run_dir / name)
+        else:
+            print(f"{src}: neither a results tarball nor a directory with metrics/", file=sys.stderr)
+            return 2
+    model = cfg["workload"]["model"]
+    if "architecture" in model and not (run_dir / "model" / "config.json").exists():
+        # what the model_config rule writes: written here so that no benchmark looks older than its input
+        from vllm_mobo.benchmark.model import write_model_dir
+
+        write_model_dir(model, run_dir / "model")
+    if results:
+        stamp = 1_764_000_000  # one time for every file of the search: Snakemake sees it finished
+        for p in [run_dir, *run_dir.rglob("*")]:
+            if "profiles" not in p.relative_to(run_dir).parts:
+                os.utime(p, (stamp, stamp))
+    missing = [n for n in ("pareto.csv", "observations.csv", "iter_0/proposal.json") if not (run_dir / n).exists()]
+    if missing:
+        print(f"no finished search in {run_dir} (missing {', '.join(missing)}): run `run_on_gpu.sh pipeline` first "
+              "or pass RESULTS", file=sys.stderr)
+        return 1
+    print(f"{work}: config.yaml (profile: {cfg.get('profile', {})}) and the search in {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
