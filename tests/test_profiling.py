@@ -290,6 +290,7 @@ def fake_nsys(tmp_path, monkeypatch):
     data = tmp_path / "data"
     monkeypatch.setenv("FAKE_NSYS_LOG", str(tmp_path / "argv.jsonl"))
     monkeypatch.setenv("FAKE_NSYS_DATA", str(data))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # as under a scheduler: no GPU lock files taken
     # No GPU here: the worker spec and environment are those of the runner minus the GPU pinning.
     import vllm_mobo.benchmark.runner as R
 

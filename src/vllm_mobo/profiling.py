@@ -34,6 +34,7 @@ Where nsys or a GPU is absent (``profile.enabled: false`` too) nothing runs and 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -448,8 +449,20 @@ def profile_config(config: dict, entry: dict, out_dir: Path, nsys: str, model_di
     rep.unlink(missing_ok=True)
     timeout = float(prof.get("timeout_s") or (cfg["benchmark"]["timeout_s"] + 300))
     t0 = time.perf_counter()
-    code, timed_out = _run(profile_command(nsys, rep_base, spec_path, result_path, prof["cuda_graph_trace"]),
-                           log, timeout, env=nsys_environment(worker_environment(spec)))
+    with contextlib.ExitStack() as gpu_claim:
+        if spec["device"] == "cuda" and "CUDA_VISIBLE_DEVICES" not in os.environ:
+            # as the runner does locally: hold the GPUs by lock file, so no other benchmark of the machine shares them
+            from .benchmark import hardware
+            from .cluster import claim_gpus
+
+            claimed = gpu_claim.enter_context(claim_gpus(len(spec["gpus_pinned"]), hardware.visible_gpu_indices(),
+                                                         timeout_s=timeout))
+            if spec["gpu_indices"] == spec["gpus_pinned"]:
+                spec["gpu_indices"] = claimed
+            spec["gpus_pinned"] = claimed
+            spec_path.write_text(json.dumps(spec, indent=2))
+        code, timed_out = _run(profile_command(nsys, rep_base, spec_path, result_path, prof["cuda_graph_trace"]),
+                               log, timeout, env=nsys_environment(worker_environment(spec)))
     row = {"report": str(rep), "stats_filter": ""}
     if not rep.exists():
         why = "timed out" if timed_out else f"exit status {code}"
