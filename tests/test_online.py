@@ -433,3 +433,16 @@ def test_server_ends_when_its_worker_is_killed(fake_spec, tmp_path):
                 os.kill(child_pid(tmp_path), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_latencies_are_rebuilt_where_vllm_0_26_omits_them():
+    """vLLM 0.26's serving benchmark returns no per-request latencies (seen on the GPU machine): they are TTFT plus
+    the inter-chunk gaps, which must give the same percentiles as the latencies a newer vLLM reports."""
+    from vllm_mobo.benchmark.online import latency_metrics
+
+    old = {"errors": ["", "", "boom"], "output_lens": [3, 2, 0], "ttfts": [0.1, 0.2, 0.0],
+           "itls": [[0.01, 0.02], [0.03], []]}
+    new = {**old, "latencies": [0.13, 0.23, 0.0]}
+    a, b = latency_metrics(old), latency_metrics(new)
+    assert a["e2el_ms_p50"] == pytest.approx(180.0) and a["tpot_ms_p99"] == pytest.approx(b["tpot_ms_p99"])
+    assert a == pytest.approx(b)

@@ -346,7 +346,7 @@ def test_gpu_path_commands_exports_and_status(fake_nsys, tmp_path):
     calls = [json.loads(l) for l in argv_log.read_text().splitlines()]
     prof = next(c for c in calls if c[0] == "profile" and "tp2" in c[c.index("-o") + 1])
     joined = " ".join(prof)
-    for flag in ("-s none", "--cpuctxsw none", "-t cuda,nvtx,nccl", "--trace-fork-before-exec=true",
+    for flag in ("-s none", "--cpuctxsw none", "-t cuda,nvtx", "--trace-fork-before-exec=true",
                  "--cuda-graph-trace=node", "-m vllm_mobo.profiling worker"):
         assert flag in joined, flag
     assert prof[prof.index("-m") - 1] == sys.executable

@@ -197,7 +197,7 @@ def profile_command(nsys: str, out_base: Path | str, spec_path: Path | str, resu
     otherwise writes gigabytes); ``--trace-fork-before-exec``: vLLM's spawned EngineCore and TP/PP workers are
     traced; ``--cuda-graph-trace node``: kernels inside CUDA graphs (vLLM's decode steps) are recorded one by one
     rather than as one graph launch."""
-    return [nsys, "profile", "-s", "none", "--cpuctxsw", "none", "-t", "cuda,nvtx,nccl",
+    return [nsys, "profile", "-s", "none", "--cpuctxsw", "none", "-t", "cuda,nvtx",
             "--trace-fork-before-exec=true", f"--cuda-graph-trace={cuda_graph_trace}", "--force-overwrite=true",
             "-o", str(out_base), python or sys.executable, "-m", "vllm_mobo.profiling", "worker", str(spec_path),
             str(result_path)]

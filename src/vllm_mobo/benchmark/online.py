@@ -380,8 +380,11 @@ def latency_metrics(result: dict) -> dict:
     latency."""
     ok = [i for i, e in enumerate(result["errors"]) if not e and result["output_lens"][i] > 0]
     ttft = [result["ttfts"][i] for i in ok]
-    e2el = [result["latencies"][i] for i in ok]
-    tpot = [(result["latencies"][i] - result["ttfts"][i]) / (result["output_lens"][i] - 1)
+    # vLLM >= 0.3x returns each request's latency; 0.26 (seen on the GPU machine) does not: there it is the time
+    # of the last streamed chunk, TTFT plus every inter-chunk gap, which is how vLLM measures it.
+    latencies = result.get("latencies") or [t + sum(gaps) for t, gaps in zip(result["ttfts"], result["itls"])]
+    e2el = [latencies[i] for i in ok]
+    tpot = [(latencies[i] - result["ttfts"][i]) / (result["output_lens"][i] - 1)
             for i in ok if result["output_lens"][i] > 1]
     itl = [x for i in ok for x in result["itls"][i]]
     return {**_percentiles(ttft, "ttft"), **_percentiles(tpot, "tpot"), **_percentiles(itl, "itl"),

@@ -29,7 +29,7 @@ from . import hardware
 from .model import has_tokenizer, model_location, vocab_size, write_synthetic_tokenizer
 
 SCHEMA_VERSION = 1
-_OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|No available memory for the cache blocks|KV cache", re.I)
+_OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|No available memory for the cache blocks", re.I)
 
 
 #: The worker module of each benchmark mode.
@@ -248,6 +248,8 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
                 proc.wait()
                 for s, h in previous.items():
                     signal.signal(s, h)
+                log.flush()
+                worker_tail = _tail(log_path)  # the worker's own last words decide the failure's kind and reason
                 _append_server_log(server_log, log)
         record["timing"] = {"wall_s": time.perf_counter() - t0}
         result = json.loads(result_path.read_text()) if result_path.exists() else None
@@ -262,9 +264,8 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
                 if key in result:
                     record[key] = result[key]
         else:
-            tail = _tail(log_path)
-            kind, reason = classify_failure(proc.returncode, timed_out, tail)
+            kind, reason = classify_failure(proc.returncode, timed_out, worker_tail)
             record.update(status="failed", failure={"kind": kind, "reason": reason, "returncode": proc.returncode,
-                                                    "log_tail": tail}, metrics=None, energy=None)
+                                                    "log_tail": _tail(log_path)}, metrics=None, energy=None)
     write_json_atomic(out_path, record)
     return record
