@@ -21,7 +21,7 @@ case "$what" in
     # afterwards from the fetched results. LIMIT keeps a call inside the device's 10 minutes; a later call with
     # the same arguments on the still-warm machine resumes the search.
     timeout "${LIMIT:-540}" python3 -m snakemake -s "$PWD/Snakefile" --profile "$PWD/profiles/default" \
-      --directory "$work" --cores all --resources gpu=$(nvidia-smi -L | wc -l) \
+      --directory "$work" --cores all --resources gpu=$(nvidia-smi -L | wc -l) benchmark_slots=1 \
       --omit-from analysis_notebook latex_source 2>&1 | tee -a "$OUT/snakemake-$(basename "$cfg" .yaml).log"
     (cd "$work" && tar czf "$OUT/results-$(basename "$cfg" .yaml).tgz" config.yaml results logs) ;;
   profile)
@@ -36,7 +36,7 @@ case "$what" in
     res=results/$run
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
     sm=(python3 -m snakemake -s "$PWD/Snakefile" --profile "$PWD/profiles/default" --directory "$work" --cores all
-        --resources gpu=$(nvidia-smi -L | wc -l) --forcerun profile profile_report)
+        --resources gpu=$(nvidia-smi -L | wc -l) benchmark_slots=1 --forcerun profile profile_report)
     targets=("$res/profiles/status.csv" "$res/profiles/explanation.txt" "$res/figures/profile_breakdown.png")
     planned=$("${sm[@]}" --dry-run -- "${targets[@]}" 2>&1 | sed -n 's/^\(local\)\{0,1\}rule \([a-z_]*\):.*/\2/p' | sort -u | tr '\n' ' ')
     echo "planned rules: $planned" | tee "$OUT/snakemake-profile-$name.log"

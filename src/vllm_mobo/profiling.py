@@ -356,9 +356,27 @@ def per_gpu_breakdown(trace: pd.DataFrame, window: tuple[int, int], devices: int
             rows.append({"gpu": dev, **_breakdown_row(raw, length, _union_length(g["s"].to_numpy(),
                                                                                  g["e"].to_numpy()))})
     for i in range(len(rows), devices):
-        rows.append({"gpu": f"GPU without activity {i}", **_breakdown_row({c: 0.0 for c in CATEGORIES}, length,
-                                                                           0.0)})
+        # No event of this GPU reached the report: its engine process was not traced, which says nothing about
+        # how busy the GPU was. Unknown, not idle: the row is empty and means over GPUs skip it.
+        rows.append({"gpu": f"GPU {i}: no kernels captured", "window_ns": length, "busy_ns": np.nan,
+                     "idle_ns": np.nan, "overlap_scale": np.nan, "idle_pct": np.nan,
+                     **{f"{c}_{u}": np.nan for c in CATEGORIES for u in ("ns", "pct")}})
     return pd.DataFrame(rows)
+
+
+def capture_status(breakdown: pd.DataFrame) -> tuple[str, str | None]:
+    """("profiled", note) when nsys captured GPU work in the measured window (the note says when only some of the
+    configuration's GPUs were captured); ("no kernels captured", why) when it captured none."""
+    if breakdown.empty:
+        return "failed", "nsys stats exported no kernel data"
+    captured = breakdown["busy_ns"].fillna(0) > 0 if "busy_ns" in breakdown else pd.Series(True, breakdown.index)
+    if not captured.any():
+        return ("no kernels captured", "nsys recorded no GPU kernel of the engine in the measured window (its "
+                "processes were not traced); left out of the comparison")
+    if not captured.all():
+        return "profiled", (f"kernels of {int(captured.sum())} of {len(captured)} GPUs captured; the other GPUs' "
+                            "rows are empty (not traced), not idle")
+    return "profiled", None
 
 
 def summary_breakdown(kern_sum: pd.DataFrame, mem_sum: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -482,9 +500,9 @@ def profile_config(config: dict, entry: dict, out_dir: Path, nsys: str, model_di
         throughput = json.loads(result_path.read_text())["measurements"]["output_tokens_per_s"]
     if window is None:
         notes.append(f"no NVTX range {NVTX_MEASURE} found: summaries include start-up, no idle time")
-    if breakdown.empty:
-        notes.append("nsys stats exported no kernel data")
-    status = "profiled" if not breakdown.empty else "failed"
+    status, note = capture_status(breakdown)
+    if note:
+        notes.append(note)
     return {**row, "status": status, "reason": "; ".join(notes) if notes else "profiled under nsys",
             "window_s": (window[1] - window[0]) / 1e9 if window else np.nan,
             "stats_filter": info["stats_filter"], "profiled_output_tokens_per_s": throughput}, breakdown
