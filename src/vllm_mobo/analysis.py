@@ -207,7 +207,7 @@ def knob_text(obs: pd.DataFrame, space_keys, objectives: list[dict]) -> list[str
             spread, best = r["spread % " + o["metric"]], r["best value for " + o["metric"]]
             effs.append(f"{spread:.1f}% of the mean {metric_label(o['metric'])} (best: {best})")
         parts.append(f"{r['knob']} moves " + " and ".join(effs))
-    out.append(f"Ranked by how far the means of their values lie apart, the knobs that matter most are: "
+    out.append("Ranked by how far the means of their values lie apart, the knobs that matter most are: "
                + "; ".join(parts) + ".")
     flat = imp[imp["max spread %"].isna()]["knob"].tolist()
     if flat:
@@ -435,15 +435,21 @@ def serve_command(model: str, engine_args: dict, multiline: bool = False) -> str
     args = serve_args(engine_args)
     if not multiline:
         return shlex.join(["vllm", "serve", model, *args])
-    pairs, i = [], 0
+    pairs = [" ".join(map(shlex.quote, pair)) for pair in flag_groups(args)]
+    return " \\\n  ".join([f"vllm serve {shlex.quote(model)}", *pairs])
+
+
+def flag_groups(args: list[str]) -> list[list[str]]:
+    """``--flag value`` pairs (and lone ``--flag``s) of a command line, each kept together."""
+    groups, i = [], 0
     while i < len(args):
         if i + 1 < len(args) and not args[i + 1].startswith("--"):
-            pairs.append(f"{args[i]} {shlex.quote(args[i + 1])}")
+            groups.append([args[i], args[i + 1]])
             i += 2
         else:
-            pairs.append(args[i])
+            groups.append([args[i]])
             i += 1
-    return " \\\n  ".join([f"vllm serve {shlex.quote(model)}", *pairs])
+    return groups
 
 
 def engine_args_yaml(engine_args: dict, header: str = "") -> str:

@@ -30,15 +30,7 @@ def _finalize(value):
 
 def latex_command(model: str, engine_args: dict) -> Raw:
     """A ``vllm serve`` command for LaTeX: typewriter, each ``--flag value`` kept on one line."""
-    args = A.serve_args(engine_args)
-    pieces, i = [f"vllm serve {model}"], 0
-    while i < len(args):
-        if i + 1 < len(args) and not args[i + 1].startswith("--"):
-            pieces.append(f"{args[i]} {args[i + 1]}")
-            i += 2
-        else:
-            pieces.append(args[i])
-            i += 1
+    pieces = [f"vllm serve {model}", *(" ".join(g) for g in A.flag_groups(A.serve_args(engine_args)))]
     return Raw(r"\texttt{" + " ".join(r"\mbox{" + A.latex_escape(p) + "}" for p in pieces) + "}")
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..energy import EnergySession, summarize
+from ..io import write_json_atomic
 from .workload import make_requests
 
 #: Engine settings vLLM resolved, read back after start-up: (section of VllmConfig, attribute, engine-arg name).
@@ -120,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     spec_path, result_path = Path(argv[0]), Path(argv[1])
     spec = json.loads(spec_path.read_text())
     result = run(spec)
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, result_path)
+    write_json_atomic(result_path, result)
     return 0
 
 

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..energy import EnergySession, summarize
+from ..io import write_json_atomic
 from .workload import make_requests
 
 HOST = "127.0.0.1"
@@ -562,9 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkFailure as exc:
         print(f"[vllm-mobo] FAILED ({exc.kind}): {exc.reason}", flush=True)
         result = {"failure": exc.to_dict()}
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, result_path)
+    write_json_atomic(result_path, result)
     return 0
 
 
