@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 VLLM_BUILD ?= cpu
 CORES ?= all
 
-.PHONY: venv run report test lint clean
+.PHONY: venv tex run report test lint clean
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,25 @@ endif
 
 venv: $(BIN)/snakemake
 
+# TeX Live for the PDF report (latexmk) and pdftotext for its test: Debian's packages, installed when missing
+# (as root with apt-get; otherwise say what to install).
+TEX_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-fonts-recommended poppler-utils
+tex:
+	@if ! command -v latexmk >/dev/null || ! command -v pdftotext >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      $(TEX_PACKAGES) >/dev/null; \
+	  else echo "The PDF report needs latexmk and pdftotext: install $(TEX_PACKAGES)"; exit 1; fi; \
+	fi
+
 # The venv's bin first on PATH: rules call its tools (jupyter-nbconvert for the notebook, latexmk is the system's).
-run: venv
+run: venv tex
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES)
 
 report: venv
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --report report.html
 
-test: venv
+test: venv tex
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -v
 
 lint: venv
