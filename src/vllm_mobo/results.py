@@ -90,6 +90,29 @@ def to_observations(records: list[dict], objectives: list[dict]) -> list[Observa
     return out
 
 
+def evaluation_energy_j(energy_j: float | None, window_s: float | None, wall_s: float | None) -> float:
+    """What one evaluation itself cost in joules, ESTIMATED: the measured window's mean power (``energy_j`` over
+    ``window_s``) times the evaluation's whole wall time (engine start-up, warm-up, measured window, shutdown).
+    Start-up draws less than a loaded window, so this overstates it somewhat; it is the search-energy axis of the
+    optimiser benchmark and the cost that energy-aware acquisition divides by. NaN when the evaluation measured no
+    energy (a failure): callers fill that with a model of their own."""
+    try:
+        energy_j, window_s, wall_s = float(energy_j), float(window_s), float(wall_s)
+    except (TypeError, ValueError):
+        return float("nan")
+    if not (np.isfinite(energy_j) and np.isfinite(window_s) and np.isfinite(wall_s)) or window_s <= 0:
+        return float("nan")
+    return energy_j / window_s * max(wall_s, window_s)
+
+
+def record_evaluation_energy_j(record: dict) -> float:
+    """:func:`evaluation_energy_j` of a metrics record (``metrics.json``); the window is the energy window of
+    online mode, else the timed generate call."""
+    metrics = record.get("metrics") or {}
+    window = metrics.get("energy_window_s", metrics.get("elapsed_s"))
+    return evaluation_energy_j(metrics.get("energy_j"), window, (record.get("timing") or {}).get("wall_s"))
+
+
 def feasible_rows(obs: pd.DataFrame) -> pd.DataFrame:
     """Observations that ran and met their SLOs (online mode with SLOs as constraints): the ones a front holds."""
     ok = obs["status"] == "ok"
