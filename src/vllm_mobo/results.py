@@ -79,14 +79,17 @@ def to_observations(records: list[dict], objectives: list[dict]) -> list[Observa
     """Metrics records -> optimiser observations (raw objective values in the order of ``objectives``).
 
     A failed run, and an online run that missed its SLOs while they are constraints (``slo_met: false``), are
-    infeasible: ``ok=False`` without objective values, learnt by the feasibility model and never re-proposed."""
+    infeasible: ``ok=False`` without objective values, learnt by the feasibility model and never re-proposed.
+    ``cost_j`` is :func:`record_evaluation_energy_j` (None when unknown), the cost ``ehvi-energy`` models."""
     out = []
     for r in records:
         ok = r["status"] == "ok" and slo_feasible(r)
         values = tuple(float(r["metrics"][o["metric"]]) for o in objectives) if ok else None
         if ok and any(not np.isfinite(v) or v <= 0 for v in values):
             ok, values = False, None  # e.g. zero energy measured: not a usable point
-        out.append(Observation(r["candidate"], r["config"], ok, values, r.get("resolved_engine_args")))
+        cost = record_evaluation_energy_j(r)
+        out.append(Observation(r["candidate"], r["config"], ok, values, r.get("resolved_engine_args"),
+                               cost_j=cost if np.isfinite(cost) and cost > 0 else None))
     return out
 
 

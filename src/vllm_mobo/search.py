@@ -33,7 +33,12 @@ def valid_and_skipped(config: dict, platform: Platform) -> tuple[SearchSpace, li
 def plan_iteration(config: dict, iteration: int, records: list[dict], history: list[dict],
                    platform: Platform) -> dict:
     """The proposal for ``iteration``: ``records`` are the metrics of every earlier candidate, ``history`` the
-    earlier proposals (for the EHVI stop rule). Adds the platform and stop decision to :func:`propose_batch`'s."""
+    earlier proposals (for the EHVI stop rule). Adds the platform and stop decision to :func:`propose_batch`'s.
+
+    The stop rule (``stop_relative_ehvi`` > 0): stop once the best EHVI x P(feasible) over the current hypervolume
+    (``relative_ehvi``; for ``ehvi-energy`` taken before the division by the expected cost) stayed below the
+    threshold for ``stop_patience`` consecutive iterations. Only ``ehvi`` and ``ehvi-energy`` report it; the other
+    strategies (``parego``, ``random``, ``sobol``, ``nsga2``, ``optuna``) have no EHVI and run to the budget."""
     opt = config["optimizer"]
     space, valid, _ = valid_and_skipped(config, platform)
     proposal = propose_batch(
@@ -41,6 +46,7 @@ def plan_iteration(config: dict, iteration: int, records: list[dict], history: l
         [o["direction"] for o in config["objectives"]],
         iteration=iteration, initial_design=opt["initial_design"], include_vllm_default=opt["include_vllm_default"],
         batch_size=opt["batch_size"], budget=opt["budget"], seed=opt["seed"], strategy=opt["strategy"],
+        parego_rho=opt.get("parego_rho", 0.05), cost_cooling=opt.get("cost_cooling", True),
     )
     proposal["platform"] = {"device": platform.device, "num_devices": platform.num_devices,
                             "max_model_len": platform.max_model_len}

@@ -1,52 +1,30 @@
 """One iteration of the search: from every observation so far to the next batch of candidates.
 
-Iteration 0 is a maximin space-filling design over the valid configurations (plus vLLM's default configuration
-as the baseline). Later iterations fit one GP per objective on log objectives (minimisation form) and pick the
-batch greedily by exact EHVI x P(feasible), scored on every unevaluated valid configuration, conditioning on each
-pick by the Kriging believer (the pick's predicted mean is added as an observation, hyperparameters kept).
-The same seed and the same observations give the same candidates.
+Iteration 0 is the same for every strategy: vLLM's default configuration (the baseline) plus a maximin
+space-filling design over the valid configurations. Later iterations are the chosen strategy's
+(:mod:`.strategies`); the default ``ehvi`` fits one GP per objective on log objectives (minimisation form) and picks
+the batch greedily by exact EHVI x P(feasible), scored on every unevaluated valid configuration, conditioning on
+each pick by the Kriging believer. Every strategy picks only unevaluated valid configurations, distinct within a
+batch, at most ``batch_size`` and never past the budget. The same seed and the same observations give the same
+candidates.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..space import VLLM_DEFAULT, SearchSpace, candidate_name
 from .design import maximin_design
-from .ehvi import ehvi_2d
-from .pareto import hypervolume, pareto_mask, to_minimisation
-from .surrogate import FeasibilityModel, ObjectiveModel
+from .observations import Observation, encode_observed, log_objectives_min, reference_point  # noqa: F401 (re-exported)
+from .state import SearchState, candidate
+from .strategies import MODEL_BASED, get_strategy
+
+_encode_observed = encode_observed  # the name earlier code used
 
 
-@dataclass
-class Observation:
-    name: str
-    config: dict  # the searched arguments ({} for vLLM's default configuration)
-    ok: bool
-    objectives: tuple[float, ...] | None  # raw objective values, in config order; None when failed
-    resolved: dict | None = None  # engine arguments vLLM resolved (fills the knobs vLLM's default leaves unset)
-
-
-def log_objectives_min(values: np.ndarray, directions: list[str]) -> np.ndarray:
-    """Objectives as modelled: log of each (all are positive rates or energies), then negated where maximised."""
-    values = np.asarray(values, dtype=float)
-    if np.any(values <= 0):
-        raise ValueError("objective values must be positive to be modelled on a log scale")
-    return to_minimisation(np.log(values), directions)
-
-
-def reference_point(points_min: np.ndarray, margin: float = 0.1) -> np.ndarray:
-    """Slightly beyond the nadir of ``points_min``: nadir + margin x range (range 1 where it is zero)."""
-    lo, hi = points_min.min(axis=0), points_min.max(axis=0)
-    span = np.where(hi - lo > 0, hi - lo, 1.0)
-    return hi + margin * span
-
-
-def _encode_observed(space: SearchSpace, obs: list[Observation]) -> np.ndarray:
-    merged = [{**{k: v for k, v in (o.resolved or {}).items() if k in space.values}, **o.config} for o in obs]
-    return space.encode(merged)
+def initial_size(n_valid: int, initial_design: int, include_vllm_default: bool, budget: int) -> int:
+    """Evaluations iteration 0 plans: the baseline plus the maximin design, within the budget."""
+    return min(budget, int(include_vllm_default) + min(initial_design, n_valid))
 
 
 def propose_batch(
@@ -62,9 +40,15 @@ def propose_batch(
     budget: int,
     seed: int,
     strategy: str = "ehvi",
+    parego_rho: float = 0.05,
+    cost_cooling: bool = True,
 ) -> dict:
-    """Return ``{"candidates": [{"name", "config", "score"}], "stop": bool, "reason": str, "best_ehvi": float,
-    "relative_ehvi": float|None, "hypervolume": float|None}``."""
+    """Return ``{"candidates": [{"name", "config", "score", "why", ...}], "stop": bool, "reason": str,
+    "best_ehvi": float|None, "relative_ehvi": float|None, "hypervolume": float|None, ...}``.
+
+    ``strategy`` is one of :data:`.strategies.STRATEGIES`; ``parego_rho`` and ``cost_cooling`` are the settings of
+    ``parego`` and ``ehvi-energy``. An unknown strategy, or ``optuna`` without Optuna installed, raises at once."""
+    run = get_strategy(strategy)
     rng = np.random.default_rng([seed, iteration])
     evaluated = {o.name for o in observations}
     remaining = [c for c in valid if candidate_name(c) not in evaluated]
@@ -82,54 +66,20 @@ def propose_batch(
             picks.append({"name": VLLM_DEFAULT, "config": {}, "score": None, "why": "vLLM's default configuration (baseline)"})
         n = min(initial_design, n_left - len(picks), len(remaining))
         idx = maximin_design(space.encode(remaining), n, rng)
-        picks += [{"name": candidate_name(remaining[i]), "config": remaining[i], "score": None,
-                   "why": "space-filling initial design (maximin)"} for i in idx]
+        picks += [candidate(remaining[i], "space-filling initial design (maximin)") for i in idx]
         return {**result, "candidates": picks, "reason": "initial design"}
 
     n = min(batch_size, n_left, len(remaining))
-    ok_obs = [o for o in observations if o.ok]
-    if strategy == "random" or len(ok_obs) < 2:
-        why = "random without replacement" if strategy == "random" else "fewer than 2 successful runs: space-filling"
-        if strategy == "random":
-            idx = list(rng.choice(len(remaining), size=n, replace=False))
-        else:
-            idx = maximin_design(space.encode(remaining), n, rng, taken=_encode_observed(space, observations))
-        picks = [{"name": candidate_name(remaining[i]), "config": remaining[i], "score": None, "why": why} for i in idx]
-        return {**result, "candidates": picks, "reason": why}
+    if strategy in MODEL_BASED and sum(o.ok for o in observations) < 2:
+        why = "fewer than 2 successful runs: space-filling"
+        idx = maximin_design(space.encode(remaining), n, rng, taken=encode_observed(space, observations))
+        return {**result, "candidates": [candidate(remaining[i], why) for i in idx], "reason": why}
 
-    X_ok = _encode_observed(space, ok_obs)
-    Y_ok = log_objectives_min(np.array([o.objectives for o in ok_obs]), directions)
-    X_all = _encode_observed(space, observations)
-    feasible = FeasibilityModel(seed).fit(X_all, np.array([o.ok for o in observations]))
-    model = ObjectiveModel(seed).fit(X_ok, Y_ok)
-
-    X_rem = space.encode(remaining)
-    p_feasible = feasible.probability(X_rem)
-    ref = reference_point(Y_ok)
-    current_hv = hypervolume(Y_ok[pareto_mask(Y_ok)], ref)
-    result["hypervolume"] = current_hv
-
-    X_train, Y_train = X_ok.copy(), Y_ok.copy()
-    front = Y_ok[pareto_mask(Y_ok)]
-    chosen: list[int] = []
-    picks = []
-    for k in range(n):
-        mu, sd = model.predict(X_rem)
-        score = ehvi_2d(mu, sd, front, ref) * p_feasible
-        score[chosen] = -np.inf
-        best = int(np.argmax(score))  # first index on ties: deterministic
-        if k == 0:
-            result["best_ehvi"] = float(score[best])
-            result["relative_ehvi"] = float(score[best] / current_hv) if current_hv > 0 else None
-        chosen.append(best)
-        picks.append({"name": candidate_name(remaining[best]), "config": remaining[best], "score": float(score[best]),
-                      "p_feasible": float(p_feasible[best]),
-                      "predicted_log_objectives_min": [float(x) for x in mu[best]],
-                      "why": "max EHVI x P(feasible)" + (" (Kriging believer)" if k else "")})
-        # Kriging believer: pretend the pick returned its predicted mean; keep hyperparameters.
-        X_train = np.vstack([X_train, X_rem[best]])
-        Y_train = np.vstack([Y_train, mu[best]])
-        front = np.vstack([front, mu[best]])
-        front = front[pareto_mask(front)]
-        model.fit(X_train, Y_train, fixed_kernels=True)
-    return {**result, "candidates": picks, "reason": "expected hypervolume improvement"}
+    state = SearchState(space=space, remaining=remaining, observations=observations, directions=directions,
+                        iteration=iteration, seed=seed, budget=budget, rng=rng,
+                        n_initial=initial_size(len(valid), initial_design, include_vllm_default, budget),
+                        options={"parego_rho": parego_rho, "cost_cooling": cost_cooling})
+    picks, info = run(state, n)
+    names = [p["name"] for p in picks]
+    assert len(picks) == n and len(set(names)) == n and not set(names) & evaluated, (strategy, names)
+    return {**result, **info, "candidates": picks}
