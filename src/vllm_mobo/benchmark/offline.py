@@ -61,12 +61,22 @@ def nvtx_range(name: str):
 
 
 def run(spec: dict) -> dict:
-    from vllm import LLM, SamplingParams
+    """Start the engine of ``spec``, measure it once (:func:`measure`) and return the result."""
+    from vllm import LLM
 
     t_start = time.perf_counter()
     llm = LLM(model=spec["model"], **spec["engine_args"])
+    engine_init_s = time.perf_counter() - t_start
+    print(f"[vllm-mobo] engine ready in {engine_init_s:.1f} s", flush=True)
+    return measure(llm, spec, engine_init_s)
+
+
+def measure(llm, spec: dict, engine_init_s: float, warmup: bool = True) -> dict:
+    """Warm up (untimed) then time ``generate`` over the whole workload with the energy meters running over exactly
+    that window; the raw measurements, energy, timing and the engine arguments vLLM resolved."""
+    from vllm import SamplingParams
+
     t_ready = time.perf_counter()
-    print(f"[vllm-mobo] engine ready in {t_ready - t_start:.1f} s", flush=True)
 
     def as_inputs(requests):
         prompts = [{"prompt_token_ids": r.prompt_token_ids} for r in requests]
@@ -75,7 +85,7 @@ def run(spec: dict) -> dict:
         return prompts, params
 
     warm = make_requests(spec["workload"], spec["vocab_size"], count=spec["warmup_prompts"], seed_offset=1)
-    if warm:
+    if warm and warmup:
         prompts, params = as_inputs(warm)
         with nvtx_range("vllm-mobo:warmup"):
             llm.generate(prompts, params, use_tqdm=False)
@@ -111,7 +121,7 @@ def run(spec: dict) -> dict:
             "joules_per_token": energy["total_j"] / (prompt_tokens + output_tokens),
         },
         "energy": energy,
-        "timing": {"engine_init_s": t_ready - t_start, "warmup_s": t_warm - t_ready, "measured_s": elapsed},
+        "timing": {"engine_init_s": engine_init_s, "warmup_s": t_warm - t_ready, "measured_s": elapsed},
         "resolved_engine_args": resolved_engine_args(llm),
     }
 

@@ -72,6 +72,28 @@ def build_spec(config: dict, candidate: dict, model_dir: str | None) -> dict:
     return spec
 
 
+def record_header(config: dict, candidate: dict, iteration: int, spec: dict) -> dict:
+    """The part of a metrics record known before the run: who, what, where (software and hardware)."""
+    assert candidate["name"] == candidate_name(candidate["config"]), "candidate name does not match its config"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": config["run"],
+        "iteration": iteration,
+        "candidate": candidate["name"],
+        "config": candidate["config"],
+        "engine_args": spec["engine_args"],
+        "mode": config["benchmark"]["mode"],
+        "device": spec["device"],
+        "devices_used": devices_used(spec["engine_args"]),
+        "software": hardware.software_versions(),
+        "hardware": hardware.describe_hardware(spec["gpu_indices"]),
+        "gpus_pinned": spec["gpus_pinned"],
+        "gpus_metered": spec["gpu_indices"],
+        "workload": {k: v for k, v in config["workload"].items() if k != "model"},
+        "model": spec["model"] if "path" in config["workload"]["model"] else "architecture (dummy weights)",
+    }
+
+
 def worker_environment(spec: dict) -> dict:
     """The worker's (and the API server's) environment: on CUDA, CUDA_VISIBLE_DEVICES set to the candidate's GPUs
     (by UUID) and CUDA_DEVICE_ORDER=PCI_BUS_ID (so that CUDA's numbering matches NVML's, as in the metered
@@ -183,24 +205,7 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
     if spec["mode"] == "online" and "architecture" in model_cfg and not has_tokenizer(spec["model"]):
         # a model directory written before the tokenizer was: a server of dummy weights needs one
         write_synthetic_tokenizer(spec["model"], int(model_cfg.get("tokenizer_vocab_size") or spec["vocab_size"]))
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "run": config["run"],
-        "iteration": iteration,
-        "candidate": candidate["name"],
-        "config": candidate["config"],
-        "engine_args": spec["engine_args"],
-        "mode": config["benchmark"]["mode"],
-        "device": spec["device"],
-        "devices_used": devices_used(spec["engine_args"]),
-        "software": hardware.software_versions(),
-        "hardware": hardware.describe_hardware(spec["gpu_indices"]),
-        "gpus_pinned": spec["gpus_pinned"],
-        "gpus_metered": spec["gpu_indices"],
-        "workload": {k: v for k, v in config["workload"].items() if k != "model"},
-        "model": spec["model"] if "path" in config["workload"]["model"] else "architecture (dummy weights)",
-    }
-    assert candidate["name"] == candidate_name(candidate["config"]), "candidate name does not match its config"
+    record = record_header(config, candidate, iteration, spec)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # The worker's files live beside the result, so its command line names the run it belongs to.
