@@ -5,7 +5,9 @@ Per pick: a weight vector drawn uniformly on the simplex (seeded generator), the
 scalarisation ``f = max_j(w_j z_j) + rho sum_j w_j z_j`` (rho = 0.05 as in the paper) of the objectives, each
 taken on a log scale in minimisation form and normalised to [0, 1] over the successful observations; one GP on
 that scalar, and expected improvement over its best value times P(feasible), scored on every unevaluated valid
-configuration. A batch draws a new weight per pick (the picks so far are excluded).
+configuration. A batch draws a new weight per pick (the picks so far are excluded); to keep a batch cheap, the GP's
+hyperparameters are fitted for the first pick's scalarisation and kept for the later picks of the batch (the GP
+itself is refitted on each new scalar).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def propose(state: SearchState, n: int) -> tuple[list[dict], dict]:
     for _ in range(n):
         w = state.rng.dirichlet(np.ones(Z.shape[1]))
         s = augmented_chebyshev(Z, w, rho)
-        model = ObjectiveModel(state.seed).fit(X_ok, s[:, None])
+        model = model.fit(X_ok, s[:, None], fixed_kernels=True) if picks else ObjectiveModel(state.seed).fit(X_ok, s[:, None])
         mu, sd = model.predict(X_rem)
         score = expected_improvement(float(s.min()), mu[:, 0], sd[:, 0]) * p_feasible
         score[chosen] = -np.inf
