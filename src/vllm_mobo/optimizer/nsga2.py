@@ -6,9 +6,12 @@ Each configuration is a vector of per-knob value indices (integers in [0, len(va
 every observation, with the log objectives (minimisation form) as F and failures as constraint violations
 (CV = 1), so that pymoo's :class:`RankAndCrowding` survival (non-dominated sorting, then crowding distance; the
 infeasible last) keeps ``pop_size`` = max(n_initial, 2 x batch) survivors. Parents are chosen by pymoo's binary
-tournament (NSGA-II's, by domination then crowding), offspring made by pymoo's SBX (prob 0.9, eta 15) and
-polynomial mutation (eta 20) with rounding repair for integer variables, duplicates of the parents eliminated
-(pymoo's mating). Each child is then repaired to the nearest unevaluated valid configuration not yet picked.
+tournament (NSGA-II's, by domination then crowding), offspring made by pymoo's SBX (prob 1, eta 3) and
+polynomial mutation (prob 1, eta 3) with rounding repair for integer variables (the settings of pymoo's guide to
+discrete variables; the usual eta 15-20 rarely moves an index of a 3-value knob), duplicates of the parents
+eliminated (pymoo's mating); mating is repeated (up to ``MATING_ROUNDS``) while it yields fewer than ``n``
+children that are not evaluated yet. Each child is then repaired to the nearest unevaluated valid configuration
+not yet picked.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ def index_decoding(space: SearchSpace, X: np.ndarray) -> list[dict]:
     return [{k: vals[int(i)] for (k, vals), i in zip(space.values.items(), row)} for row in np.asarray(X, int)]
 
 
+MATING_ROUNDS = 10
+
+
+def evaluated_names(state: SearchState) -> set[str]:
+    """Names of the evaluated configurations, and of the space points they snap to."""
+    snapped = snap_to_space(state.space, [merged_config(state.space, o) for o in state.observations])
+    return {o.name for o in state.observations} | {candidate_name(c) for c in snapped}
+
+
 def population(state: SearchState) -> tuple[Problem, Population]:
     space = state.space
     X = index_encoding(space, snap_to_space(space, [merged_config(space, o) for o in state.observations]))
@@ -56,15 +68,22 @@ def population(state: SearchState) -> tuple[Problem, Population]:
 def propose(state: SearchState, n: int) -> tuple[list[dict], dict]:
     problem, pop = population(state)
     pop_size = min(len(pop), max(state.n_initial, 2 * n))
-    algorithm = NSGA2(pop_size=pop_size, crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-                      mutation=PM(eta=20, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True,
-                      seed=state.derived_seed())
+    algorithm = NSGA2(pop_size=pop_size, crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+                      mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True)
     algorithm.setup(problem, seed=state.derived_seed())
     rs = algorithm.random_state
     parents = algorithm.survival.do(problem, pop, n_survive=pop_size, algorithm=algorithm, random_state=rs)
-    offspring = algorithm.mating.do(problem, parents, n, algorithm=algorithm, random_state=rs)
-    children = index_decoding(state.space, offspring.get("X")) if len(offspring) else []
-    X_children = state.space.encode(children)
+    seen = evaluated_names(state)
+    X_off = np.empty((0, problem.n_var), dtype=int)
+    for _ in range(MATING_ROUNDS):  # children that copy an evaluated configuration do not count: mate again
+        offspring = algorithm.mating.do(problem, parents, n, algorithm=algorithm, random_state=rs)
+        if len(offspring):
+            X_off = np.vstack([X_off, offspring.get("X").astype(int)])
+        if len({candidate_name(c) for c in index_decoding(state.space, X_off)} - seen) >= n:
+            break
+    unique = list({candidate_name(c): c for c in index_decoding(state.space, X_off)}.values())  # first kept
+    children = sorted(unique, key=lambda c: candidate_name(c) in seen)[:n]  # distinct, new ones first (stable)
+    X_children = state.space.encode(children) if children else []
     names = {candidate_name(c): i for i, c in enumerate(state.remaining)}
     chosen: list[int] = []
     picks = []
