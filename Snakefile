@@ -15,6 +15,8 @@ include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/profile.smk"
+# The optimiser benchmark (replayed tables; not part of rule all): snakemake --cores all optimizer_benchmark
+include: "workflow/rules/optimizer_benchmark.smk"
 
 
 rule all:

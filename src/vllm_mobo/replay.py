@@ -119,6 +119,7 @@ class ReplayTable:
     platform: Platform = field(init=False)
     _configs: dict = field(init=False, repr=False)
     _noise_sd: dict = field(init=False, repr=False, default_factory=dict)
+    _cache: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self):
         missing = [k for k in REQUIRED_META if not self.meta.get(k)]
@@ -187,8 +188,11 @@ class ReplayTable:
     def candidates(self) -> list[str]:
         """The configurations a replayed search may propose: every row that is not ``invalid``, restricted to the
         configurations the validity rules allow on the table's platform (plus vLLM's default)."""
-        valid = {candidate_name(c) for c in self.space.split_valid(self.platform, self.engine_args)[0]}
-        return [n for n, s in self.rows["status"].items() if s != "invalid" and (n in valid or n == VLLM_DEFAULT)]
+        if "candidates" not in self._cache:
+            valid = {candidate_name(c) for c in self.space.split_valid(self.platform, self.engine_args)[0]}
+            self._cache["candidates"] = [n for n, s in self.rows["status"].items()
+                                         if s != "invalid" and (n in valid or n == VLLM_DEFAULT)]
+        return list(self._cache["candidates"])
 
     def valid_size(self) -> int:
         """Valid configurations of the whole space on the table's platform (what a complete table measures)."""
@@ -202,6 +206,11 @@ class ReplayTable:
 
     def feasible(self) -> pd.DataFrame:
         """Rows that ran and, in online mode with SLOs as constraints, met them: the ones a front may hold."""
+        if "feasible" not in self._cache:
+            self._cache["feasible"] = self._feasible()
+        return self._cache["feasible"].copy()
+
+    def _feasible(self) -> pd.DataFrame:
         ok = self.rows[self.rows["status"] == "ok"]
         if "feasible" in ok:
             ok = ok[ok["feasible"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))]
@@ -211,11 +220,15 @@ class ReplayTable:
     def true_values(self, name: str, objectives: list[dict] | None = None) -> tuple[float, ...] | None:
         """The table's objective values of a candidate; None when it is not feasible (failed, invalid)."""
         objectives = objectives or self.objectives
-        feas = self.feasible()
-        if name not in feas.index:
-            return None
-        values = tuple(float(feas.at[name, o["metric"]]) for o in objectives)
-        return values if all(np.isfinite(v) and v > 0 for v in values) else None
+        key = ("true_values", tuple(o["metric"] for o in objectives))
+        if key not in self._cache:
+            feas = self.feasible()
+            table = {}
+            for n in feas.index:
+                values = tuple(float(feas.at[n, o["metric"]]) for o in objectives)
+                table[n] = values if all(np.isfinite(v) and v > 0 for v in values) else None
+            self._cache[key] = table
+        return self._cache[key].get(name)
 
     def _log_min(self, values: np.ndarray, objectives: list[dict]) -> np.ndarray:
         return log_objectives_min(values, [o["direction"] for o in objectives])
@@ -244,8 +257,11 @@ class ReplayTable:
         vals = [v for v in (self.true_values(n, objectives) for n in names) if v is not None]
         if not vals:
             return 0.0
+        key = ("ref", tuple(o["metric"] for o in objectives))
+        if key not in self._cache:
+            self._cache[key] = self.reference_point(objectives)
         Y = self._log_min(np.array(vals, dtype=float), objectives)
-        return hypervolume(Y[pareto_mask(Y)], self.reference_point(objectives))
+        return hypervolume(Y[pareto_mask(Y)], self._cache[key])
 
     def true_hypervolume(self, objectives: list[dict] | None = None) -> float:
         return self.hypervolume_of(self.true_front(objectives)["candidate"], objectives)

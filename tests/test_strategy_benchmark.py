@@ -1,0 +1,180 @@
+"""The strategy-comparison benchmark (src/vllm_mobo/strategy_benchmark.py, benchmarks/optimizer/, the Snakemake
+target optimizer_benchmark) on SYNTHETIC replay tables (made-up numbers, built by tests/test_replay.py's helpers).
+Small budgets and 2 seeds: seconds, not minutes."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, load_test_config, run_snakemake, write_config
+from test_replay import write_planted_table, write_synthetic_table
+from vllm_mobo import strategy_benchmark as sb
+from vllm_mobo.replay import ReplayTable
+from vllm_mobo.space import VLLM_DEFAULT
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory) -> Path:
+    return write_synthetic_table(tmp_path_factory.mktemp("sb") / "synthetic-test")
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> ReplayTable:
+    return ReplayTable.load(write_planted_table(tmp_path_factory.mktemp("sb") / "planted"))
+
+
+def test_hv_ratio_of_a_planted_three_point_front(planted):
+    # log space: P1 (-3, 1), P2 (-2, 0), P3 (-1, -1); reference point (0.3, 1.75) (see write_planted_table)
+    assert planted.reference_point() == pytest.approx([0.3, 1.75])
+    assert set(planted.true_front()["candidate"]) == {"seqs16-tp1", "seqs32-tp1", "seqs64-tp1"}
+    full = 1 * 0.75 + 1 * 1.75 + 1.3 * 2.75  # strips between the front's y1 values and the reference
+    assert planted.true_hypervolume() == pytest.approx(full)
+    p1_p3 = 2 * 0.75 + 1.3 * 2.75
+    assert planted.hypervolume_of(["seqs16-tp1", "seqs64-tp1"]) / full == pytest.approx(p1_p3 / full)
+    p2 = 2.3 * 1.75
+    assert planted.hypervolume_of(["seqs32-tp1", "seqs128-tp1", VLLM_DEFAULT]) == pytest.approx(p2)
+    assert planted.hypervolume_of(["seqs256-tp1"]) == 0.0  # a failure adds nothing
+
+
+def test_a_search_that_finds_the_whole_front_has_ratio_one(planted, synth_dir):
+    trace = sb.run_search(planted, "random", 0, sb.Settings(budget=20, batch_size=2, initial_design=2))
+    assert len(trace) == len(planted.candidates()) == 6  # stops when every candidate is evaluated
+    assert trace["hv_ratio"].iloc[-1] == pytest.approx(1.0, abs=1e-12)
+    assert trace["pareto_found_share"].iloc[-1] == 1.0
+    assert trace["hv_ratio"].is_monotonic_increasing
+    t = ReplayTable.load(synth_dir)
+    trace = sb.run_search(t, "random", 1, sb.Settings(budget=100, batch_size=8, initial_design=3))
+    assert len(trace) == 49 and trace["hv_ratio"].iloc[-1] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_search_energy_counts_failures_with_the_median_power(planted):
+    trace = sb.run_search(planted, "random", 0, sb.Settings(budget=20, batch_size=2, initial_design=2))
+    power = planted.median_power_per_device_w()
+    # every ok row of the planted table: 1000 tokens, energy_j = J/token x 1000, wall 60 s
+    ok = planted.rows[planted.rows["status"] == "ok"]
+    assert power == pytest.approx(float((ok["energy_j"] / ok["elapsed_s"]).median()))
+    fail = trace[trace["status"] == "failed"].iloc[0]
+    assert fail["eval_energy_j"] == pytest.approx(20.0 * power * 1)
+    assert fail["eval_energy_method"] == sb.EST_FAILURE
+    row = trace[trace["candidate"] == "seqs16-tp1"].iloc[0]
+    r = planted.rows.loc["seqs16-tp1"]
+    assert row["eval_energy_j"] == pytest.approx(r["energy_j"] / r["elapsed_s"] * r["wall_s"])
+    assert trace["cumulative_energy_j"].iloc[-1] == pytest.approx(trace["eval_energy_j"].sum())
+
+
+def _hand_trace(ratios, energies=None, strategy="s", seed=0, table="t"):
+    n = len(ratios)
+    return pd.DataFrame({"table": table, "strategy": strategy, "seed": seed, "evaluation": range(1, n + 1),
+                         "hv_ratio": ratios, "cumulative_energy_j": energies or [10.0 * (i + 1) for i in range(n)],
+                         "pareto_found_share": np.linspace(0, 1, n), "true_pareto_size": 3, "noise": False,
+                         "budget": n})
+
+
+def test_evaluations_to_95_on_a_hand_made_trace():
+    assert sb.reach(_hand_trace([0.2, 0.5, 0.94, 0.951, 1.0])) == (4.0, 40.0)
+    assert sb.reach(_hand_trace([0.2, 0.95, 0.97])) == (2.0, 20.0)  # exactly 95% counts
+    assert sb.reach(_hand_trace([0.2, 0.5, 0.9])) == (math.inf, math.inf)
+    assert sb.value_at(_hand_trace([0.2, 0.5, 0.9]), 2) == 0.5
+    assert sb.value_at(_hand_trace([0.2, 0.5, 0.9]), 10) == 0.9  # a run that ended early keeps its last value
+
+
+def test_summary_medians_iqr_and_censoring():
+    traces = pd.concat([
+        _hand_trace([0.5, 0.96, 1, 1], seed=0),     # reaches at 2
+        _hand_trace([0.5, 0.6, 0.96, 1], seed=1),   # at 3
+        _hand_trace([0.5, 0.6, 0.7, 0.97], seed=2),  # at 4
+        _hand_trace([0.5, 0.6, 0.7, 0.8], seed=3),  # never
+    ])
+    s = sb.summarize(traces, budget=4, check_at=2).iloc[0]
+    assert s["seeds"] == 4 and s["reached_95_share"] == 0.75
+    assert s["evals_to_95_median"] == 3.5 and s["evals_to_95_q25"] == 2.75 and math.isinf(s["evals_to_95_q75"])
+    assert s["hv_ratio_median"] == pytest.approx(np.median([1, 1, 0.97, 0.8]))
+    assert s["hv_ratio_at_2_median"] == pytest.approx(np.median([0.96, 0.6, 0.6, 0.6]))
+    assert s["energy_to_95_j_median"] == 35.0
+    assert sb.quantiles([math.inf, math.inf, 3.0]) == [math.inf, math.inf, math.inf]
+    assert sb.quantiles([1.0, 2.0, 3.0, math.inf])[1] == 2.5
+
+
+def test_target_check_clauses(planted):
+    def row(strategy, ev, hv25, hv):
+        return {"table": "planted", "strategy": strategy, "budget": 50, "evals_to_95_median": ev,
+                "reached_95_share": 1.0 if np.isfinite(ev) else 0.0, "hv_ratio_at_25_median": hv25,
+                "hv_ratio_median": hv}
+    summary = pd.DataFrame([row("ehvi", 20, 0.97, 1.0), row("random", math.inf, 0.8, 0.9),
+                            row("nsga2", 30, 0.97, 1.0)])
+    checks = sb.target_check(summary, {"planted": planted}, skipped={"optuna": "unavailable: no optuna"})
+    met = {c["clause"].split(" (")[0]: c["met"] for c in checks}
+    # the planted table is not the 432-point space: the first clause cannot be met on it
+    assert met["ours reaches 95% within 25 evaluations"] == "no"
+    assert "not the 432-point one" in checks[0]["numbers"]
+    assert checks[1]["met"] == "yes" and "more than 2.5" in checks[1]["numbers"]  # random censored at 50 > 2 x 20
+    assert checks[2]["met"] == "no" and "(tie)" in checks[2]["numbers"]
+    assert checks[3]["met"] == "not run" and "no optuna" in checks[3]["numbers"]
+
+
+def test_missing_strategies_are_skipped_loudly():
+    run, skipped = sb.split_strategies(["ehvi", "random", "simulated-annealing"])
+    assert run == ["ehvi", "random"]
+    assert "unknown strategy" in skipped["simulated-annealing"]
+
+
+def test_cli_end_to_end(synth_dir, tmp_path):
+    out = tmp_path / "out"
+    pdf = tmp_path / "report" / "optimizer-benchmark.pdf"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "optimizer" / "compare_strategies.py"), "--table", str(synth_dir),
+         "--strategies", "ehvi,random,simulated-annealing", "--seeds", "2", "--budget", "6", "--batch-size", "2",
+         "--initial-design", "3", "--noise", "--out", str(out), "--pdf", str(pdf), "--jobs", "2"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "[4/4]" in proc.stdout and "SKIPPING strategy 'simulated-annealing'" in proc.stdout
+    assert "Target check" in proc.stdout
+    for f in ("traces.csv", "summary.csv", "summary.md", "summary.tex", "target_check.csv", "settings.json"):
+        assert (out / f).stat().st_size > 0, f
+    for kind in ("evaluations", "energy"):
+        for ext in ("png", "pdf"):
+            assert (out / "figures" / f"hv_vs_{kind}_synthetic-test.{ext}").stat().st_size > 1000
+    traces = pd.read_csv(out / "traces.csv")
+    assert set(traces["strategy"]) == {"ehvi", "random"} and set(traces["seed"]) == {0, 1}
+    assert traces.groupby(["strategy", "seed"])["evaluation"].max().eq(6).all()
+    assert traces["noise"].all()
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 2 and summary["seeds"].eq(2).all()
+    assert "SYNTHETIC" in (out / "summary.md").read_text()
+    if shutil.which("latexmk"):
+        assert pdf.stat().st_size > 10000
+        tex = (out / "latex" / "optimizer-benchmark.tex").read_text()
+        assert "SYNTHETIC" in tex and "The target, checked" in tex
+    else:
+        assert "PDF not built" in proc.stdout
+
+
+def _snakemake_workdir(tmp_path: Path, table: Path) -> Path:
+    config = load_test_config("tiny.yaml")
+    config["optimizer_benchmark"] = {"tables": [str(table)], "strategies": ["random"], "seeds": 2, "budget": 6,
+                                     "batch_size": 2, "initial_design": 3, "out": "ob", "pdf": "ob/report.pdf"}
+    write_config(tmp_path, config)
+    return tmp_path
+
+
+def test_snakemake_target(synth_dir, tmp_path):
+    work = _snakemake_workdir(tmp_path / "work", synth_dir)
+    dry = run_snakemake(work, "-n", "optimizer_benchmark")
+    assert "optimizer_benchmark" in dry.stdout
+    assert "benchmark" not in dry.stdout.replace("optimizer_benchmark", "")  # no vLLM benchmark is planned
+    if not shutil.which("latexmk"):
+        pytest.skip("latexmk missing: the real run of the target builds the PDF")
+    run_snakemake(work, "--cores", "1", "optimizer_benchmark", timeout=300)
+    assert (work / "ob" / "report.pdf").stat().st_size > 10000
+    assert len(pd.read_csv(work / "ob" / "traces.csv")) == 12
+    settings = yaml.safe_load((work / "ob" / "settings.json").read_text())
+    assert settings["strategies_run"] == ["random"] and settings["budget"] == 6

@@ -1,0 +1,52 @@
+# The optimiser benchmark (issue 5): every strategy x replay table x seed runs the pipeline's own search with each
+# candidate answered from a measured table (src/vllm_mobo/replay.py) instead of vLLM, then the traces, the summary,
+# the figures and report/optimizer-benchmark.pdf (src/vllm_mobo/strategy_benchmark.py). Not part of `rule all`:
+#   snakemake --cores all optimizer_benchmark
+# Settings: the `optimizer_benchmark:` block of the config (defaults in workflow/schemas/config.schema.yaml). The
+# same benchmark runs without Snakemake: benchmarks/optimizer/compare_strategies.py.
+
+from vllm_mobo.replay import ReplayTable
+
+OB = config["optimizer_benchmark"]
+OB_OUT = OB["out"]
+
+
+def optimizer_benchmark_table_names():
+    """Figure names follow the tables' names (meta.yaml), so read them once the tables exist."""
+    names = []
+    for t in OB["tables"]:
+        try:
+            names.append(ReplayTable.load(t).name)
+        except Exception:
+            names.append(os.path.basename(os.path.normpath(t)))
+    return names
+
+
+rule optimizer_benchmark:
+    input:
+        tables=[f"{t}/table.csv" for t in OB["tables"]],
+        meta=[f"{t}/meta.yaml" for t in OB["tables"]],
+        template=workflow.source_path("../../report/optimizer_benchmark.tex"),
+    output:
+        traces=f"{OB_OUT}/traces.csv",
+        summary=f"{OB_OUT}/summary.csv",
+        markdown=f"{OB_OUT}/summary.md",
+        latex=f"{OB_OUT}/summary.tex",
+        target_check=f"{OB_OUT}/target_check.csv",
+        settings=f"{OB_OUT}/settings.json",
+        figures=[f"{OB_OUT}/figures/hv_vs_{kind}_{name}.{ext}" for name in optimizer_benchmark_table_names()
+                 for kind in ("evaluations", "energy") for ext in ("png", "pdf")],
+        pdf=OB["pdf"],
+    params:
+        tables=OB["tables"],
+        settings={k: OB[k] for k in ("seeds", "budget", "batch_size", "initial_design", "include_vllm_default",
+                                     "noise", "strategies")},
+        out=OB_OUT,
+    threads: workflow.cores
+    conda:
+        "../envs/vllm_mobo.yaml"
+    log:
+        "logs/optimizer_benchmark.log",
+    localrule: True
+    script:
+        "../scripts/optimizer_benchmark.py"
