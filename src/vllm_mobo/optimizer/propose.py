@@ -81,5 +81,6 @@ def propose_batch(
                         options={"parego_rho": parego_rho, "cost_cooling": cost_cooling})
     picks, info = run(state, n)
     names = [p["name"] for p in picks]
-    assert len(picks) == n and len(set(names)) == n and not set(names) & evaluated, (strategy, names)
+    if len(picks) != n or len(set(names)) != n or set(names) & evaluated:  # every strategy's contract
+        raise RuntimeError(f"strategy {strategy!r} proposed {names} for {n} new distinct configurations")
     return {**result, **info, "candidates": picks}
