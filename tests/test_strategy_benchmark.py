@@ -51,6 +51,12 @@ def test_a_search_that_finds_the_whole_front_has_ratio_one(planted, synth_dir):
     assert trace["hv_ratio"].iloc[-1] == pytest.approx(1.0, abs=1e-12)
     assert trace["pareto_found_share"].iloc[-1] == 1.0
     assert trace["hv_ratio"].is_monotonic_increasing
+    # vLLM's default is evaluated first by every strategy, not searched for: it is not counted as found
+    assert trace["candidate"].iloc[0] == VLLM_DEFAULT and trace["hv_ratio"].iloc[0] == 0.0
+    with_default = sb.run_search(planted, "random", 0, sb.Settings(budget=20, batch_size=2, initial_design=2,
+                                                                   front_includes_default=True))
+    assert with_default["hv_ratio"].iloc[0] == pytest.approx(planted.hypervolume_of([VLLM_DEFAULT]) / (
+        1 * 0.75 + 1 * 1.75 + 1.3 * 2.75))
     t = ReplayTable.load(synth_dir)
     trace = sb.run_search(t, "random", 1, sb.Settings(budget=100, batch_size=8, initial_design=3))
     assert len(trace) == 49 and trace["hv_ratio"].iloc[-1] == pytest.approx(1.0, abs=1e-12)

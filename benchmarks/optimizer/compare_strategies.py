@@ -37,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--initial-design", type=int, default=d.initial_design)
     p.add_argument("--no-vllm-default", action="store_true", help="leave vLLM's default out of the initial design")
+    p.add_argument("--front-includes-default", action="store_true",
+                   help="judge against the front of every row, vLLM's default included (default: the search space's "
+                        "configurations only; every strategy evaluates the default first without searching for it)")
     p.add_argument("--noise", action="store_true",
                    help="replay with lognormal measurement noise from the table's repeats.csv (seeded)")
     p.add_argument("--out", default=str(REPO / "results" / "optimizer-benchmark"), help="output directory")
@@ -49,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     a = parse_args(argv)
     settings = Settings(budget=a.budget, batch_size=a.batch_size, initial_design=a.initial_design,
-                        include_vllm_default=not a.no_vllm_default, noise=a.noise, seeds=a.seeds,
+                        include_vllm_default=not a.no_vllm_default, noise=a.noise,
+                        front_includes_default=a.front_includes_default, seeds=a.seeds,
                         strategies=[s.strip() for s in a.strategies.split(",") if s.strip()])
     run_benchmark(a.tables or [DEFAULT_TABLE], settings, a.out, jobs=a.jobs,
                   pdf_path=None if a.pdf.lower() == "none" else a.pdf)

@@ -242,19 +242,24 @@ class ReplayTable:
             raise ReplayError(f"replay table {self.name} has no feasible row: no front to judge a search by")
         return reference_point(self._log_min(feas[[o["metric"] for o in objectives]].to_numpy(float), objectives))
 
-    def true_front(self, objectives: list[dict] | None = None) -> pd.DataFrame:
-        """The feasible rows that no other feasible row dominates (log-objective space, as the pipeline)."""
+    def true_front(self, objectives: list[dict] | None = None, with_default: bool = True) -> pd.DataFrame:
+        """The feasible rows that no other feasible row dominates (log-objective space, as the pipeline).
+        ``with_default=False``: the front of the search space's configurations alone (vLLM's default left out)."""
         objectives = objectives or self.objectives
         feas = self.feasible()
+        if not with_default:
+            feas = feas[feas["candidate"] != VLLM_DEFAULT]
         if feas.empty:
             return feas
         Y = self._log_min(feas[[o["metric"] for o in objectives]].to_numpy(float), objectives)
         return feas[pareto_mask(Y)].copy()
 
-    def hypervolume_of(self, names, objectives: list[dict] | None = None) -> float:
-        """Hypervolume of the feasible rows among ``names`` (true values), with the table's reference point."""
+    def hypervolume_of(self, names, objectives: list[dict] | None = None, with_default: bool = True) -> float:
+        """Hypervolume of the feasible rows among ``names`` (true values), with the table's reference point
+        (always from every feasible row); ``with_default=False`` leaves vLLM's default out of ``names``."""
         objectives = objectives or self.objectives
-        vals = [v for v in (self.true_values(n, objectives) for n in names) if v is not None]
+        vals = [v for v in (self.true_values(n, objectives) for n in names if with_default or n != VLLM_DEFAULT)
+                if v is not None]
         if not vals:
             return 0.0
         key = ("ref", tuple(o["metric"] for o in objectives))
@@ -263,8 +268,8 @@ class ReplayTable:
         Y = self._log_min(np.array(vals, dtype=float), objectives)
         return hypervolume(Y[pareto_mask(Y)], self._cache[key])
 
-    def true_hypervolume(self, objectives: list[dict] | None = None) -> float:
-        return self.hypervolume_of(self.true_front(objectives)["candidate"], objectives)
+    def true_hypervolume(self, objectives: list[dict] | None = None, with_default: bool = True) -> float:
+        return self.hypervolume_of(self.true_front(objectives, with_default)["candidate"], objectives, with_default)
 
     # --- noise --------------------------------------------------------------------------------------------------
     def noise_sd(self, objectives: list[dict] | None = None) -> dict[str, float]:

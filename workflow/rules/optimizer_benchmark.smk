@@ -40,7 +40,7 @@ rule optimizer_benchmark:
     params:
         tables=OB["tables"],
         settings={k: OB[k] for k in ("seeds", "budget", "batch_size", "initial_design", "include_vllm_default",
-                                     "noise", "strategies")},
+                                     "front_includes_default", "noise", "strategies")},
         out=OB_OUT,
     threads: workflow.cores
     conda:
