@@ -150,6 +150,17 @@ def _table(path: str | Path) -> ReplayTable:
     return _TABLES[key]
 
 
+def table_names(table_dirs: list[str | Path]) -> list[str]:
+    """The names the outputs of each table carry (meta.yaml's name; the directory's name while it is missing)."""
+    names = []
+    for d in table_dirs:
+        try:
+            names.append(ReplayTable.load(d).name)
+        except Exception:  # noqa: BLE001 - a table not measured yet: Snakemake reports the missing input
+            names.append(Path(d).name)
+    return names
+
+
 def evaluation_cost_j(table: ReplayTable, record: dict, median_power_w: float) -> tuple[float, str]:
     """(joules, how) of one replayed evaluation, from the noiseless record."""
     e = record_evaluation_energy_j(record) if record["status"] == "ok" else float("nan")
@@ -482,7 +493,10 @@ def figures(traces: pd.DataFrame, tables: dict[str, ReplayTable], out_dir: str |
             ax.axhline(THRESHOLD, ls="--", color="grey", lw=1)
             ax.text(grid[0], THRESHOLD + 0.01, "95% of the true front's hypervolume", fontsize=7, color="grey")
             if kind == "energy":
+                from matplotlib.ticker import NullFormatter
+
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap the major ones
             ax.set_ylim(0, 1.05)
             ax.set_xlabel(xlabel, fontsize=8)
             ax.set_ylabel("hypervolume / true front's hypervolume")

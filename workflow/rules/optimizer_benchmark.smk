@@ -5,21 +5,10 @@
 # Settings: the `optimizer_benchmark:` block of the config (defaults in workflow/schemas/config.schema.yaml). The
 # same benchmark runs without Snakemake: benchmarks/optimizer/compare_strategies.py.
 
-from vllm_mobo.replay import ReplayTable
+from vllm_mobo.strategy_benchmark import table_names
 
 OB = config["optimizer_benchmark"]
 OB_OUT = OB["out"]
-
-
-def optimizer_benchmark_table_names():
-    """Figure names follow the tables' names (meta.yaml), so read them once the tables exist."""
-    names = []
-    for t in OB["tables"]:
-        try:
-            names.append(ReplayTable.load(t).name)
-        except Exception:
-            names.append(os.path.basename(os.path.normpath(t)))
-    return names
 
 
 rule optimizer_benchmark:
@@ -34,14 +23,14 @@ rule optimizer_benchmark:
         latex=f"{OB_OUT}/summary.tex",
         target_check=f"{OB_OUT}/target_check.csv",
         settings=f"{OB_OUT}/settings.json",
-        figures=[f"{OB_OUT}/figures/hv_vs_{kind}_{name}.{ext}" for name in optimizer_benchmark_table_names()
+        figures=[f"{OB_OUT}/figures/hv_vs_{kind}_{name}.{ext}" for name in table_names(OB["tables"])
                  for kind in ("evaluations", "energy") for ext in ("png", "pdf")],
         pdf=OB["pdf"],
     params:
         tables=OB["tables"],
         settings={k: OB[k] for k in ("seeds", "budget", "batch_size", "initial_design", "include_vllm_default",
                                      "front_includes_default", "noise", "strategies")},
-        out=OB_OUT,
+        out=lambda wildcards, output: os.path.dirname(output.traces),
     threads: workflow.cores
     conda:
         "../envs/vllm_mobo.yaml"
