@@ -606,6 +606,9 @@ def run_benchmark(table_dirs: list[str | Path], settings: Settings, out_dir: str
         if t.name in tables:
             raise ValueError(f"two tables named {t.name!r}")
         tables[t.name] = t
+        if settings.noise:  # raises, naming the table, when it has no repeats to estimate the noise from
+            echo(f"table {t.name}: noise sd of log values from repeats.csv: "
+                 + ", ".join(f"{m} {v:.4f}" for m, v in t.noise_sd().items()))
         echo(f"table {t.name}: {table_title(t)}; {len(t.candidates())} candidates"
              f"{' (PARTIAL table: the search is restricted to the measured rows)' if t.partial else ''}, "
              f"true front of {len(t.true_front(with_default=settings.front_includes_default))} points"
