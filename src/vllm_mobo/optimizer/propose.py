@@ -19,7 +19,6 @@ from .observations import Observation, encode_observed, log_objectives_min, refe
 from .state import SearchState, candidate
 from .strategies import MODEL_BASED, get_strategy
 
-_encode_observed = encode_observed  # the name earlier code used
 
 
 def initial_size(n_valid: int, initial_design: int, include_vllm_default: bool, budget: int) -> int:
