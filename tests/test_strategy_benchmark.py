@@ -127,6 +127,18 @@ def test_target_check_clauses(planted):
     assert checks[3]["met"] == "not run" and "no optuna" in checks[3]["numbers"]
 
 
+
+def test_target_check_refuses_a_partial_table(tmp_path):
+    from test_replay import RUN_TINY
+    from vllm_mobo.replay import table_from_run
+
+    t = table_from_run(RUN_TINY, tmp_path / "tiny")
+    summary = pd.DataFrame([{"table": t.name, "strategy": "ehvi", "budget": 50, "evals_to_95_median": 2.0,
+                             "reached_95_share": 1.0, "hv_ratio_at_25_median": 1.0, "hv_ratio_median": 1.0}])
+    first = sb.target_check(summary, {t.name: t})[0]
+    assert first["met"] == "no" and "PARTIAL table" in first["numbers"]
+
+
 def test_missing_strategies_are_skipped_loudly():
     run, skipped = sb.split_strategies(["ehvi", "random", "simulated-annealing"])
     assert run == ["ehvi", "random"]

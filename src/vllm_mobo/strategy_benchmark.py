@@ -328,13 +328,17 @@ def target_check(summary: pd.DataFrame, tables: dict[str, ReplayTable], check_at
     for name, table in tables.items():
         size = len(table.space)
         space_note = f"{size}-point space" + ("" if size == TARGET_SPACE_SIZE else f" (not the {TARGET_SPACE_SIZE}-point one)")
+        whole = size == TARGET_SPACE_SIZE and not table.partial
+        if table.partial:
+            space_note += (f", a PARTIAL table: the search only chose among its {len(table.candidates())} measured "
+                           f"rows of {table.valid_size()} valid configurations")
         ours = cell(name, OURS, "evals_to_95_median")
         share = cell(name, OURS, "reached_95_share")
         if ours is None:
             out.append({"table": name, "clause": f"ours reaches 95% within {TARGET_EVALUATIONS} evaluations (median)",
                         "met": "not run", "numbers": f"{OURS} was not run: {why_not(OURS, name)}"})
         else:
-            met = np.isfinite(ours) and ours <= TARGET_EVALUATIONS and size == TARGET_SPACE_SIZE
+            met = np.isfinite(ours) and ours <= TARGET_EVALUATIONS and whole
             out.append({"table": name,
                         "clause": f"ours reaches 95% within {TARGET_EVALUATIONS} evaluations (median) on the "
                                   f"{TARGET_SPACE_SIZE}-point space",
