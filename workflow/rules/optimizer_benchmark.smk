@@ -31,7 +31,7 @@ rule optimizer_benchmark:
         settings={k: OB[k] for k in ("seeds", "budget", "batch_size", "initial_design", "include_vllm_default",
                                      "front_includes_default", "noise", "strategies")},
         out=lambda wildcards, output: os.path.dirname(output.traces),
-    threads: workflow.cores
+    threads: 8  # parallel runs; Snakemake lowers it to --cores (workflow.cores would break runs without --cores)
     conda:
         "../envs/vllm_mobo.yaml"
     log:
