@@ -71,7 +71,7 @@ def run(spec: dict) -> dict:
     return measure(llm, spec, engine_init_s)
 
 
-def measure(llm, spec: dict, engine_init_s: float, warmup: bool = True) -> dict:
+def measure(llm, spec: dict, engine_init_s: float) -> dict:
     """Warm up (untimed) then time ``generate`` over the whole workload with the energy meters running over exactly
     that window; the raw measurements, energy, timing and the engine arguments vLLM resolved."""
     from vllm import SamplingParams
@@ -85,7 +85,7 @@ def measure(llm, spec: dict, engine_init_s: float, warmup: bool = True) -> dict:
         return prompts, params
 
     warm = make_requests(spec["workload"], spec["vocab_size"], count=spec["warmup_prompts"], seed_offset=1)
-    if warm and warmup:
+    if warm:
         prompts, params = as_inputs(warm)
         with nvtx_range("vllm-mobo:warmup"):
             llm.generate(prompts, params, use_tqdm=False)
