@@ -31,7 +31,6 @@ measured.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -436,28 +435,6 @@ class ReplayTable:
             "objectives": self.objectives,
             "optimizer": dict(optimizer),
         }
-
-    @contextlib.contextmanager
-    def restrict_search(self):
-        """Within the block, :func:`vllm_mobo.search.plan_iteration` proposes only the table's candidates.
-
-        ``plan_iteration`` takes the valid configurations from the config's search space; a partial table measured
-        only some of them, so the valid list is filtered to the measured rows here (by wrapping
-        ``search.valid_and_skipped`` for the duration of the block; a no-op filter for a complete table)."""
-        from . import search
-
-        allowed = set(self.candidates())
-        original = search.valid_and_skipped
-
-        def filtered(config, platform):
-            space, valid, skipped = original(config, platform)
-            return space, [c for c in valid if candidate_name(c) in allowed], skipped
-
-        search.valid_and_skipped = filtered
-        try:
-            yield
-        finally:
-            search.valid_and_skipped = original
 
     # --- labels -------------------------------------------------------------------------------------------------
     def hardware_label(self) -> str:

@@ -31,9 +31,11 @@ def valid_and_skipped(config: dict, platform: Platform) -> tuple[SearchSpace, li
 
 
 def plan_iteration(config: dict, iteration: int, records: list[dict], history: list[dict],
-                   platform: Platform) -> dict:
+                   platform: Platform, allowed: set[str] | None = None) -> dict:
     """The proposal for ``iteration``: ``records`` are the metrics of every earlier candidate, ``history`` the
     earlier proposals (for the EHVI stop rule). Adds the platform and stop decision to :func:`propose_batch`'s.
+    ``allowed``: candidate names the search may choose among (a partial replay table's measured rows); None: every
+    valid configuration.
 
     The stop rule (``stop_relative_ehvi`` > 0): stop once the best EHVI x P(feasible) over the current hypervolume
     (``relative_ehvi``; for ``ehvi-energy`` taken before the division by the expected cost) stayed below the
@@ -41,6 +43,8 @@ def plan_iteration(config: dict, iteration: int, records: list[dict], history: l
     strategies (``parego``, ``random``, ``sobol``, ``nsga2``, ``optuna``) have no EHVI and run to the budget."""
     opt = config["optimizer"]
     space, valid, _ = valid_and_skipped(config, platform)
+    if allowed is not None:
+        valid = [c for c in valid if candidate_name(c) in allowed]
     proposal = propose_batch(
         space, valid, to_observations(records, config["objectives"]),
         [o["direction"] for o in config["objectives"]],

@@ -193,31 +193,31 @@ def run_search(table: ReplayTable | str | Path, strategy: str, seed: int, settin
     cumulative = 0.0
     t0 = time.perf_counter()
     iteration = 0
-    with table.restrict_search():
-        while True:
-            proposal = search.plan_iteration(config, iteration, records, history, table.platform)
-            history.append(proposal)
-            if proposal["stop"] or not proposal["candidates"]:
-                break
-            for cand in proposal["candidates"]:
-                name = cand["name"]
-                truth = table.record(name, iteration)
-                rec = table.record(name, iteration, rng=rng, noise=True) if settings.noise else truth
-                records.append(rec)
-                cost, how = evaluation_cost_j(table, truth, power)
-                cumulative += cost
-                found.append(name)
-                hv = table.hypervolume_of(found, objectives, judged)
-                rows.append({
-                    "table": table.name, "strategy": strategy, "seed": int(seed), "evaluation": len(records),
-                    "iteration": iteration, "candidate": name, "status": truth["replay"]["status"],
-                    "eval_energy_j": cost, "eval_energy_method": how, "cumulative_energy_j": cumulative,
-                    "hypervolume": hv, "hv_ratio": hv / true_hv if true_hv > 0 else float("nan"),
-                    "true_pareto_found": len(true_front.intersection(found)), "true_pareto_size": len(true_front),
-                    "relative_ehvi": proposal.get("relative_ehvi"), "noise": settings.noise,
-                    "budget": settings.budget,
-                })
-            iteration += 1
+    allowed = set(table.candidates())
+    while True:
+        proposal = search.plan_iteration(config, iteration, records, history, table.platform, allowed)
+        history.append(proposal)
+        if proposal["stop"] or not proposal["candidates"]:
+            break
+        for cand in proposal["candidates"]:
+            name = cand["name"]
+            truth = table.record(name, iteration)
+            rec = table.record(name, iteration, rng=rng, noise=True) if settings.noise else truth
+            records.append(rec)
+            cost, how = evaluation_cost_j(table, truth, power)
+            cumulative += cost
+            found.append(name)
+            hv = table.hypervolume_of(found, objectives, judged)
+            rows.append({
+                "table": table.name, "strategy": strategy, "seed": int(seed), "evaluation": len(records),
+                "iteration": iteration, "candidate": name, "status": truth["replay"]["status"],
+                "eval_energy_j": cost, "eval_energy_method": how, "cumulative_energy_j": cumulative,
+                "hypervolume": hv, "hv_ratio": hv / true_hv if true_hv > 0 else float("nan"),
+                "true_pareto_found": len(true_front.intersection(found)), "true_pareto_size": len(true_front),
+                "relative_ehvi": proposal.get("relative_ehvi"), "noise": settings.noise,
+                "budget": settings.budget,
+            })
+        iteration += 1
     trace = pd.DataFrame(rows)
     if len(trace):
         trace["pareto_found_share"] = trace["true_pareto_found"] / trace["true_pareto_size"]
