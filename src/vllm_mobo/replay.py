@@ -188,7 +188,7 @@ class ReplayTable:
         """The configurations a replayed search may propose: every row that is not ``invalid``, restricted to the
         configurations the validity rules allow on the table's platform (plus vLLM's default)."""
         if "candidates" not in self._cache:
-            valid = {candidate_name(c) for c in self.space.split_valid(self.platform, self.engine_args)[0]}
+            valid = _valid_names(self.space, self.platform, self.engine_args)
             self._cache["candidates"] = [n for n, s in self.rows["status"].items()
                                          if s != "invalid" and (n in valid or n == VLLM_DEFAULT)]
         return list(self._cache["candidates"])
