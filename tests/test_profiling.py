@@ -267,6 +267,8 @@ with open(os.environ["FAKE_NSYS_LOG"], "a") as fh:
 data = pathlib.Path(os.environ["FAKE_NSYS_DATA"])
 if args[0] == "profile":
     out = pathlib.Path(args[args.index("-o") + 1])
+    with open(os.environ["FAKE_NSYS_LOG"] + ".env", "a") as fh:
+        fh.write(json.dumps({{"VLLM_WORKER_MULTIPROC_METHOD": os.environ.get("VLLM_WORKER_MULTIPROC_METHOD")}}) + "\n")
     cand = out.parent.name
     if (data / cand / "crash").exists():
         sys.exit(3)
@@ -355,6 +357,10 @@ def test_gpu_path_commands_exports_and_status(fake_nsys, tmp_path):
                  "--cuda-graph-trace=node", "-m vllm_mobo.profiling worker"):
         assert flag in joined, flag
     assert prof[prof.index("-m") - 1] == sys.executable
+    # each worker flushes its trace at the window's end (cudaProfilerStop), and vLLM spawns rather than forks
+    assert json.loads((tmp_path / "profiles" / "tp2" / "spec.json").read_text())["cuda_profiler"] is True
+    envs = [json.loads(l) for l in Path(str(argv_log) + ".env").read_text().splitlines()]
+    assert envs and all(e["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn" for e in envs)
     stats = [c for c in calls if c[0] == "stats" and "/tp2/" in c[-1]]
     assert [c[c.index("--report") + 1] for c in stats] == list(P.STATS_REPORTS)
     assert all(["--format", "csv", "--output", "-"] == c[3:7] for c in stats)

@@ -3,10 +3,18 @@
 After the search, the ``profile`` rule runs the offline benchmark of a few configurations again under
 ``nsys profile``: the energy-optimal, throughput-optimal and knee configurations of the Pareto front and vLLM's
 default (``profile.configs``; one run per distinct configuration). The worker (:func:`worker_main`, which runs
-:func:`vllm_mobo.benchmark.offline.run` and then shuts the engine down cleanly so that every process's CUDA trace
-is flushed) marks the warm-up and the measured ``generate`` call with the NVTX ranges :data:`NVTX_WARMUP` and
+:func:`vllm_mobo.benchmark.offline.run` and then shuts the engine down cleanly) marks the warm-up and the measured ``generate`` call with the NVTX ranges :data:`NVTX_WARMUP` and
 :data:`NVTX_MEASURE` (see offline.py). Everything is kept under ``results/<run>/profiles/<candidate>/``:
 ``profile.nsys-rep``, the ``nsys stats`` exports as CSV and the worker's result.
+
+Every process's trace
+    nsys writes a process's CUDA trace when the process ends cleanly or calls ``cudaProfilerStop``; vLLM's
+    shutdown may kill an EngineCore or TP/PP worker first, and its kernels were then missing (first 4-GPU run:
+    no kernels for two of four configurations, one of two GPUs for another). So the engine is built with
+    ``profiler_config={"profiler": "cuda"}`` and the measured ``generate`` is wrapped in ``llm.start_profile()``
+    / ``llm.stop_profile()``: every worker calls cudaProfilerStart/Stop, and nsys flushes at the stop
+    (``--flush-on-cudaprofilerstop``, its default). Workers are spawned (``VLLM_WORKER_MULTIPROC_METHOD=spawn``),
+    as vLLM's profiling guide advises under nsys.
 
 The measured window
     vLLM runs its kernels in other processes (EngineCore, and one worker per TP/PP rank) than the one that pushes
@@ -117,9 +125,13 @@ def unavailable_reason(enabled: bool, nsys: str | None, device: str, configured:
     return "not profiled: " + " and ".join(missing) if missing else None
 
 
-def nsys_environment(base: dict | None = None) -> dict:
-    """The environment for nsys: libdw's directory on LD_LIBRARY_PATH where it exists (the importer needs it)."""
+def nsys_environment(base: dict | None = None, spawn: bool = False) -> dict:
+    """The environment for nsys: libdw's directory on LD_LIBRARY_PATH where it exists (the importer needs it);
+    ``spawn``: vLLM's workers started by spawn rather than fork, as vLLM's profiling guide advises under nsys
+    (a forked CUDA process is not traced reliably; Nsight Systems' release notes)."""
     env = dict(os.environ if base is None else base)
+    if spawn:
+        env.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     extra = [d for d in LIBDW_DIRS if os.path.isdir(d)]
     if extra:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(extra + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
@@ -459,6 +471,7 @@ def profile_config(config: dict, entry: dict, out_dir: Path, nsys: str, model_di
         cfg["workload"]["num_prompts"] = int(prof["num_prompts"])
     spec = build_spec(cfg, {"name": entry["candidate"], "config": entry["config"]}, model_dir)
     spec["cpu_kvcache_space_gib"] = cfg["benchmark"].get("cpu_kvcache_space_gib", 1)
+    spec["cuda_profiler"] = spec["device"] == "cuda"  # flush every worker's trace at the window's end (offline.py)
     spec_path, result_path = out_dir / "spec.json", out_dir / "result.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     result_path.unlink(missing_ok=True)
@@ -480,7 +493,7 @@ def profile_config(config: dict, entry: dict, out_dir: Path, nsys: str, model_di
             spec["gpus_pinned"] = claimed
             spec_path.write_text(json.dumps(spec, indent=2))
         code, timed_out = _run(profile_command(nsys, rep_base, spec_path, result_path, prof["cuda_graph_trace"]),
-                               log, timeout, env=nsys_environment(worker_environment(spec)))
+                               log, timeout, env=nsys_environment(worker_environment(spec), spawn=True))
     row = {"report": str(rep), "stats_filter": ""}
     if not rep.exists():
         why = "timed out" if timed_out else f"exit status {code}"

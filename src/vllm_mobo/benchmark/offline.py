@@ -65,7 +65,13 @@ def run(spec: dict) -> dict:
     from vllm import LLM
 
     t_start = time.perf_counter()
-    llm = LLM(model=spec["model"], **spec["engine_args"])
+    extra = {}
+    if spec.get("cuda_profiler"):
+        # Under Nsight Systems (vllm_mobo.profiling): every engine worker calls cudaProfilerStart/Stop around the
+        # measured window, and nsys flushes each process's CUDA trace at the stop (--flush-on-cudaprofilerstop,
+        # on by default), so kernels of workers that vLLM's shutdown later kills are not lost.
+        extra["profiler_config"] = {"profiler": "cuda"}
+    llm = LLM(model=spec["model"], **spec["engine_args"], **extra)
     engine_init_s = time.perf_counter() - t_start
     print(f"[vllm-mobo] engine ready in {engine_init_s:.1f} s", flush=True)
     return measure(llm, spec, engine_init_s)
@@ -97,12 +103,16 @@ def measure(llm, spec: dict, engine_init_s: float) -> dict:
     prompts, params = as_inputs(requests)
     meters = EnergySession.from_config(spec["energy"], root_pid=os.getpid(), gpu_indices=spec.get("gpu_indices") or None)
     print(f"[vllm-mobo] timed generate: {len(requests)} requests", flush=True)
+    if spec.get("cuda_profiler"):
+        llm.start_profile()  # returns once every worker has called cudaProfilerStart
     meters.start()
     t0 = time.perf_counter()
     with nvtx_range("vllm-mobo:measure"):
         outputs = llm.generate(prompts, params, use_tqdm=False)
     elapsed = time.perf_counter() - t0
     readings = meters.stop()
+    if spec.get("cuda_profiler"):
+        llm.stop_profile()  # each worker's cudaProfilerStop: nsys flushes its CUDA trace now
 
     prompt_tokens = sum(len(r.prompt_token_ids) for r in requests)
     output_tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
