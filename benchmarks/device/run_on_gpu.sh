@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs ON the lent GPU machine (device tool), from the repository root, after vLLM is installed there
 # (../shared/device/README.md). Installs the pipeline's own missing dependencies from carried wheels (.wa, .wb),
-# then runs what is asked: nvml | offline CONFIG | online CONFIG | profile CONFIG [RESULTS] [PROFILE_YAML].
+# then runs what is asked: nvml | pipeline CONFIG [RESULTS] | profile CONFIG [RESULTS] [PROFILE_YAML].
 # Results and logs go to $OUT as they come.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0
@@ -15,7 +15,10 @@ case "$what" in
   nvml)
     python3 benchmarks/device/nvml_meter_check.py "$OUT/nvml_check.json" ;;
   pipeline)
+    # RESULTS (optional): an unfinished search run elsewhere (a results-<name>.tgz or a flattened docs/gpu copy),
+    # restored into the working directory so that the search goes on from where it stopped.
     cfg=$1; work=/tmp/work-$(basename "$cfg" .yaml); mkdir -p "$work"; cp "$cfg" "$work/config.yaml"
+    if [ -n "${2:-}" ]; then python3 benchmarks/device/restore_search.py "$cfg" "$work" "$2" --resume || exit 1; fi
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
     # The notebook and the LaTeX report need Jupyter and TeX, which that machine lacks: they are built here
     # afterwards from the fetched results. LIMIT keeps a call inside the device's 10 minutes; a later call with
@@ -31,7 +34,7 @@ case "$what" in
     #   PROFILE_YAML: merged into the config's `profile:`, e.g. '{configs: [knee, {tensor_parallel_size: 2}]}'.
     # Only the rules profile and profile_report may run: a plan with any other rule (a benchmark) stops here.
     cfg=$1; name=$(basename "$cfg" .yaml); work=/tmp/work-$name
-    python3 workflow/scripts/profile_prepare.py "$cfg" "$work" "${2:-}" "${3:-}" || exit 1
+    python3 benchmarks/device/restore_search.py "$cfg" "$work" "${2:-}" "${3:-}" || exit 1
     run=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["run"])' "$work/config.yaml")
     res=results/$run
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"

@@ -1,6 +1,8 @@
-"""Set up a working directory to profile a finished search (benchmarks/device/run_on_gpu.sh profile).
+"""Set up a working directory from a search run elsewhere (benchmarks/device/run_on_gpu.sh): to profile a finished
+search (``run_on_gpu.sh profile``) or, with ``--resume``, to go on with an unfinished one (``run_on_gpu.sh pipeline
+CONFIG RESULTS``: the next device call picks the search up at the first iteration whose benchmarks are missing).
 
-    python3 workflow/scripts/profile_prepare.py CONFIG WORKDIR [RESULTS] [PROFILE_YAML]
+    python3 benchmarks/device/restore_search.py CONFIG WORKDIR [RESULTS] [PROFILE_YAML] [--resume]
 
 Writes WORKDIR/config.yaml (CONFIG, with PROFILE_YAML -- a YAML mapping such as
 ``{configs: [knee, {tensor_parallel_size: 2}]}`` -- merged into its ``profile`` section) and, when RESULTS is given,
@@ -8,7 +10,7 @@ restores the finished search into WORKDIR/results/<run>/ from either
   - a ``results-<name>.tgz`` written by ``run_on_gpu.sh pipeline`` (results/ and logs/), or
   - a flattened copy as committed under docs/gpu/<date>-*/: ``metrics/iter_<N>__<candidate>.json``,
     ``proposal_iter_<N>.json``, ``observations.csv``, ``pareto.csv``, ``hypervolume.csv``.
-Every restored file gets one modification time, so Snakemake sees a finished search. A plain script, not a rule.
+Every restored file gets one modification time, so Snakemake sees them as up to date. A plain script, not a rule.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import yaml
 
 
 def main(argv: list[str]) -> int:
+    resume = "--resume" in argv
+    argv = [a for a in argv if a != "--resume"]
     cfg_path, work = Path(argv[0]), Path(argv[1])
     results = argv[2] if len(argv) > 2 and argv[2] else None
     overlay = argv[3] if len(argv) > 3 and argv[3] else None
@@ -69,6 +73,10 @@ def main(argv: list[str]) -> int:
         for p in [run_dir, *run_dir.rglob("*")]:
             if "profiles" not in p.relative_to(run_dir).parts:
                 os.utime(p, (stamp, stamp))
+    if resume:
+        done = len(list(run_dir.glob("iter_*/*/metrics.json")))
+        print(f"{work}: config.yaml and the unfinished search in {run_dir} ({done} benchmarks restored)")
+        return 0
     missing = [n for n in ("pareto.csv", "observations.csv", "iter_0/proposal.json") if not (run_dir / n).exists()]
     if missing:
         print(f"no finished search in {run_dir} (missing {', '.join(missing)}): run `run_on_gpu.sh pipeline` first "
