@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -111,6 +112,20 @@ def test_run_ends_with_the_pareto_front_on_disk(resumed_run):
 def test_second_run_does_nothing(resumed_run):
     proc = run_snakemake(resumed_run["workdir"], "--cores", "all")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_a_failed_notebook_run_is_run_again_not_rendered_empty(resumed_run):
+    # what a notebook run that failed leaves (e.g. jupyter missing from PATH): its log, empty, and none of its tables
+    work = resumed_run["workdir"]
+    log = work / "logs" / "tiny" / "notebook" / "analysis.ipynb"
+    log.write_text("")
+    tables = sorted((resumed_run["results"] / "analysis").glob("*.csv"))
+    assert tables
+    for t in tables:
+        t.unlink()
+    proc = run_snakemake(work, "--cores", "all")
+    assert re.search(r"rule analysis_notebook:", proc.stdout + proc.stderr)
+    assert all(t.exists() for t in tables) and json.loads(log.read_text())["cells"]
 
 
 def test_failed_candidates_are_recorded_and_the_search_goes_on(tmp_path):

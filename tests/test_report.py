@@ -307,3 +307,27 @@ def test_captions_shared_with_the_pdf_are_plain_text():
     for name in FIGURES:
         text = rst_caption(ROOT / "workflow" / "report" / f"{name}.rst")
         assert text and "``" not in text and "\n" not in text
+
+
+def test_method_text_names_the_load_of_each_mode_and_every_strategy():
+    from vllm_mobo.optimizer.strategies import DESCRIPTIONS, STRATEGIES
+    from vllm_mobo.report import load_text
+
+    assert set(DESCRIPTIONS) == set(STRATEGIES)  # a new strategy gets its sentence in the report
+    cfg = validate_config(yaml.safe_load((Path(__file__).parents[1] / "benchmarks" / "configs"
+                                          / "gpu4_online_llama8b.yaml").read_text()))
+    online = load_text(cfg, [{"mode": "online"}])
+    assert online.startswith("online: 400 requests per rate") and "at 20/s (Poisson arrivals)" in online
+    assert "1000" not in online  # workload.num_prompts is the offline count, not what the server was sent
+    cfg["benchmark"]["online"]["request_rates"] = [5, "inf"]
+    assert "at 5/s, all at once" in load_text(cfg, [{"mode": "online"}])
+    assert load_text(cfg, [{"mode": "offline"}]) == "offline: 1000 prompts submitted at once"
+
+
+def test_space_sizes_come_from_the_last_proposal_that_proposed_something():
+    obs = pd.DataFrame({"status": ["ok"], "iteration": [0]})
+    proposals = [{"candidates": [{"name": "a"}], "space_size": 432, "valid_size": 432},
+                 {"candidates": [], "stop": True, "reason": "budget reached", "space_size": 432, "valid_size": 0}]
+    summary = A.search_summary(obs, proposals)
+    assert (summary["space_size"], summary["valid_size"]) == (432, 432)
+    assert summary["stop_reason"] == "budget reached"

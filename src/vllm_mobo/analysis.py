@@ -485,6 +485,10 @@ def pareto_commands(pareto: pd.DataFrame, records: list[dict], model_dir: str | 
 def search_summary(obs: pd.DataFrame, proposals: list[dict]) -> dict:
     """Evaluations, failures, iterations and the reason the search stopped (from the last proposal)."""
     last = proposals[-1] if proposals else {}
+    # The space's sizes as judged by the last proposal that proposed something: a stop proposal (budget reached)
+    # needs no validity check, and one written on another machine (a search finished elsewhere) would judge the
+    # space against that machine.
+    sized = next((p for p in reversed(proposals) if p.get("candidates")), last)
     return {
         "evaluations": len(obs),
         "ok": int((obs["status"] == "ok").sum()) if len(obs) else 0,
@@ -492,8 +496,8 @@ def search_summary(obs: pd.DataFrame, proposals: list[dict]) -> dict:
         "iterations": int(obs["iteration"].nunique()) if len(obs) else 0,
         "strategy": last.get("strategy", ""),
         "stop_reason": last.get("reason", ""),
-        "space_size": last.get("space_size"),
-        "valid_size": last.get("valid_size"),
+        "space_size": sized.get("space_size"),
+        "valid_size": sized.get("valid_size"),
     }
 
 

@@ -14,11 +14,27 @@ import jinja2
 import pandas as pd
 
 from . import analysis as A
+from .optimizer.strategies import DESCRIPTIONS
 
 
 class Raw(str):
     """A string that is already LaTeX: the template inserts it as it is."""
 
+
+
+def load_text(config: dict, records: list[dict]) -> str:
+    """What each benchmark sent the engine: the prompts of offline mode, or the requests and rates of online mode."""
+    workload = config["workload"]
+    modes = {str(r.get("mode")) for r in records} or {config["benchmark"].get("mode", "offline")}
+    parts = []
+    if "offline" in modes:
+        parts.append(f"offline: {workload['num_prompts']} prompts submitted at once")
+    if "online" in modes:
+        online = config["benchmark"].get("online") or {}
+        rates = ", ".join("all at once" if str(r) == "inf" else f"{r:g}/s" for r in online.get("request_rates", []))
+        parts.append(f"online: {online.get('num_prompts') or workload['num_prompts']} requests per rate to vLLM's "
+                     f"OpenAI-compatible server at {rates or 'the configured rates'} (Poisson arrivals)")
+    return "; ".join(parts)
 
 def _finalize(value):
     if value is None:
@@ -92,6 +108,8 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[dict], 
         "workload": {k: v for k, v in config["workload"].items() if k != "model"},
         "model": (records[0].get("model") if records else "") or "",
         "mode": ", ".join(sorted({str(r.get("mode")) for r in records})),
+        "load": load_text(config, records),
+        "strategy_text": DESCRIPTIONS.get(summary.get("strategy") or "", "by the strategy's own rule"),
         "space_table": {"columns": ["engine argument", "values searched"],
                         "rows": [[k, ", ".join(A.fmt(v) for v in vals)] for k, vals in space.items()]},
         "fixed_args": [{"arg": k, "value": A.fmt(v)} for k, v in (config.get("engine_args") or {}).items()],

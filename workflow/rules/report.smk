@@ -49,6 +49,9 @@ rule analysis_notebook:
 rule notebook_html:
     input:
         notebook=f"{LOGS}/notebook/analysis.ipynb",
+        # The notebook's tables too: a failed notebook run leaves its (empty) log behind but not these, so the
+        # notebook is run again rather than an empty log rendered.
+        tables=rules.analysis_notebook.output,
     output:
         html=report(
             f"{RESULTS}/analysis/analysis.html",

@@ -33,6 +33,17 @@ STRATEGIES: dict[str, Strategy] = {
     "nsga2": nsga2.propose,
     "optuna": optuna_tpe.propose,
 }
+#: How each strategy picks its batches, in words (the report's Method section); one entry per strategy.
+DESCRIPTIONS: dict[str, str] = {
+    "ehvi": "by expected hypervolume improvement of one Gaussian process per objective (log objectives)",
+    "ehvi-energy": "by expected hypervolume improvement per unit of expected evaluation energy (one Gaussian "
+                   "process per objective and one for the evaluation energy, log scale)",
+    "parego": "by ParEGO (expected improvement of randomly weighted Chebyshev scalarisations)",
+    "random": "uniformly at random without replacement",
+    "sobol": "from a scrambled Sobol sequence",
+    "nsga2": "by NSGA-II's selection and variation (pymoo)",
+    "optuna": "by Optuna's default multi-objective sampler (TPE)",
+}
 MODEL_BASED = {"ehvi", "ehvi-energy", "parego"}
 EHVI_BASED = {"ehvi", "ehvi-energy"}
 #: Checked before a search starts, so a missing optional dependency fails at once with a clear message.

@@ -1,0 +1,93 @@
+"""The device helpers that move a search between the GPU machine and here (benchmarks/device/): restoring an
+unfinished search so that Snakemake goes on with exactly the missing benchmarks, and assembling the profile tables
+from profiles taken there. Real files of the 4x H200 online run, a real Snakemake dry run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, run_snakemake
+
+ONLINE_RUN = REPO / "docs" / "gpu" / "2026-11-26-4xh200-online-llama8b"
+ONLINE_CONFIG = REPO / "benchmarks" / "configs" / "gpu4_online_llama8b.yaml"
+OFFLINE_RUN = REPO / "docs" / "gpu" / "2026-11-26-4xh200-offline-llama8b-sequential"
+OFFLINE_CONFIG = REPO / "benchmarks" / "configs" / "gpu4_offline_llama8b.yaml"
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "device" / name), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_resume_plans_only_the_benchmarks_of_the_first_unfinished_iteration(tmp_path):
+    # iteration 0 finished (4 metrics), iteration 1 proposed (2 candidates) but not run: as the device left it
+    src = tmp_path / "fetched"
+    (src / "metrics").mkdir(parents=True)
+    for m in sorted((ONLINE_RUN / "metrics").glob("iter_0__*.json")):
+        shutil.copy(m, src / "metrics" / m.name)
+    for it in (0, 1):
+        shutil.copy(ONLINE_RUN / f"proposal_iter_{it}.json", src / f"proposal_iter_{it}.json")
+    work = tmp_path / "work"
+    proc = _script("restore_search.py", ONLINE_CONFIG, work, src, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 benchmarks restored" in proc.stdout
+
+    dry = run_snakemake(work, "--cores", "4", "--dry-run", "--omit-from", "analysis_notebook", "latex_source")
+    planned = set(re.findall(r"output: results/gpu4-online-llama8b/(iter_\d+/[^/]+)/metrics\.json", dry.stdout))
+    proposed = {f"iter_1/{c['name']}" for c in json.loads((src / "proposal_iter_1.json").read_text())["candidates"]}
+    assert planned == proposed and len(planned) == 2
+    # the restored benchmarks are not run again
+    assert not any(p.startswith("iter_0/") for p in planned)
+
+
+def test_without_resume_an_unfinished_search_is_refused(tmp_path):
+    src = tmp_path / "fetched"
+    (src / "metrics").mkdir(parents=True)
+    shutil.copy(ONLINE_RUN / "proposal_iter_0.json", src / "proposal_iter_0.json")
+    proc = _script("restore_search.py", ONLINE_CONFIG, tmp_path / "work", src)
+    assert proc.returncode == 1
+    assert "no finished search" in proc.stderr and "pareto.csv" in proc.stderr
+
+
+@pytest.fixture
+def offline_work(tmp_path):
+    work = tmp_path / "work"
+    proc = _script("restore_search.py", OFFLINE_CONFIG, work, OFFLINE_RUN,
+                   "{enabled: true, configs: [energy_optimal, throughput_optimal, knee, vllm_default]}")
+    assert proc.returncode == 0, proc.stderr
+    return work
+
+
+def test_collect_profiles_refuses_configurations_without_a_profile(offline_work):
+    proc = _script("collect_profiles.py", offline_work)
+    assert proc.returncode == 1
+    assert "no finished profile" in proc.stderr and "vllm-default" in proc.stderr
+    assert not (offline_work / "results" / "gpu4-offline-llama8b" / "profiles" / "status.csv").exists()
+
+
+def test_collect_profiles_reuses_the_committed_device_profiles(offline_work):
+    # the per-configuration exports fetched from the GPU machine (committed with the run)
+    profiles = offline_work / "results" / "gpu4-offline-llama8b" / "profiles"
+    shutil.copytree(OFFLINE_RUN / "profiles", profiles)
+    for name in ("status.csv", "breakdown.csv"):
+        (profiles / name).unlink(missing_ok=True)
+    proc = _script("collect_profiles.py", offline_work)
+    assert proc.returncode == 0, proc.stderr
+    status = pd.read_csv(profiles / "status.csv")
+    assert set(status["status"]) == {"profiled"}
+    bd = pd.read_csv(profiles / "breakdown.csv")
+    # every GPU of every profiled configuration has kernels in the window (TP=2: two rows)
+    assert bd.groupby("candidate").size().to_dict() == {
+        c: int(tp) * int(pp) for c, tp, pp in status[["candidate", "tensor_parallel_size",
+                                                       "pipeline_parallel_size"]].itertuples(index=False)}
+    assert bd["busy_ns"].gt(0).all()
+    committed = pd.read_csv(OFFLINE_RUN / "profiles" / "breakdown.csv")
+    assert bd["idle_pct"].round(6).tolist() == committed["idle_pct"].round(6).tolist()
