@@ -21,7 +21,6 @@ class Raw(str):
     """A string that is already LaTeX: the template inserts it as it is."""
 
 
-
 def load_text(config: dict, records: list[dict]) -> str:
     """What each benchmark sent the engine: the prompts of offline mode, or the requests and rates of online mode."""
     workload = config["workload"]
@@ -35,6 +34,7 @@ def load_text(config: dict, records: list[dict]) -> str:
         parts.append(f"online: {online.get('num_prompts') or workload['num_prompts']} requests per rate to vLLM's "
                      f"OpenAI-compatible server at {rates or 'the configured rates'} (Poisson arrivals)")
     return "; ".join(parts)
+
 
 def _finalize(value):
     if value is None:
