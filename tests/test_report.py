@@ -320,7 +320,9 @@ def test_method_text_names_the_load_of_each_mode_and_every_strategy():
     assert online.startswith("online: 400 requests per rate") and "at 20/s (Poisson arrivals)" in online
     assert "1000" not in online  # workload.num_prompts is the offline count, not what the server was sent
     cfg["benchmark"]["online"]["request_rates"] = [5, "inf"]
-    assert "at 5/s, all at once" in load_text(cfg, [{"mode": "online"}])
+    assert "server at 5/s and all at once (Poisson arrivals)" in load_text(cfg, [{"mode": "online"}])
+    cfg["benchmark"]["online"]["request_rates"] = ["inf"]
+    assert load_text(cfg, [{"mode": "online"}]).endswith("server all at once")
     assert load_text(cfg, [{"mode": "offline"}]) == "offline: 1000 prompts submitted at once"
 
 

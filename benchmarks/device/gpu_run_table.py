@@ -31,7 +31,8 @@ def rows(results_dir: Path):
                "own_gpu_j": own, "other_gpu_j": sum(g["joules"] for g in others),
                "other_w": (sum(g["joules"] for g in others) / window / len(others)) if others else 0.0,
                "j_tok_used": (own + rest) / m["output_tokens"],
-               "ttft_p99": m.get("ttft_ms_p99"), "tpot_p99": m.get("tpot_ms_p99"), "slo_met": m.get("slo_met")}
+               "ttft_p99": m.get("ttft_ms_p99"), "tpot_p99": m.get("tpot_ms_p99"), "slo_met": m.get("slo_met"),
+               "estimated": sorted(k for k, s in sources.items() if s.get("provenance") != "measured")}
 
 
 def main() -> int:
@@ -50,6 +51,10 @@ def main() -> int:
         if online:
             cells += [f"{r['ttft_p99']:.0f}", f"{r['tpot_p99']:.1f}", r["slo_met"]]
         print("| " + " | ".join(str(c) for c in cells) + " |")
+    estimated = sorted({k for r in results for k in r.get("estimated", [])})
+    if estimated:
+        print(f"\nJ/out tok includes {', '.join(s.upper() for s in estimated)} energy that was ESTIMATED, not measured "
+              "(GPU energy: NVML counters, measured).")
     return 0
 
 

@@ -30,9 +30,11 @@ def load_text(config: dict, records: list[dict]) -> str:
         parts.append(f"offline: {workload['num_prompts']} prompts submitted at once")
     if "online" in modes:
         online = config["benchmark"].get("online") or {}
-        rates = ", ".join("all at once" if str(r) == "inf" else f"{r:g}/s" for r in online.get("request_rates", []))
-        parts.append(f"online: {online.get('num_prompts') or workload['num_prompts']} requests per rate to vLLM's "
-                     f"OpenAI-compatible server at {rates or 'the configured rates'} (Poisson arrivals)")
+        rates = online.get("request_rates", [])
+        shown = " and ".join("all at once" if str(r) == "inf" else f"at {r:g}/s" for r in rates)
+        poisson = " (Poisson arrivals)" if any(str(r) != "inf" for r in rates) else ""
+        parts.append(f"online: {online.get('num_prompts') or workload['num_prompts']} requests per rate sent to "
+                     f"vLLM's OpenAI-compatible server {shown or 'at the configured rates'}{poisson}")
     return "; ".join(parts)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
 import time
@@ -709,10 +708,3 @@ def run_benchmark(table_dirs: list[str | Path], settings: Settings, out_dir: str
     echo("\n".join(md))
     echo(f"written: {', '.join(str(p) for p in paths.values())}")
     return {"paths": paths, "summary": summary, "checks": checks, "skipped": skipped}
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

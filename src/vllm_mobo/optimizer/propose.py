@@ -20,7 +20,6 @@ from .state import SearchState, candidate
 from .strategies import MODEL_BASED, get_strategy
 
 
-
 def initial_size(n_valid: int, initial_design: int, include_vllm_default: bool, budget: int) -> int:
     """Evaluations iteration 0 plans: the baseline plus the maximin design, within the budget."""
     return min(budget, int(include_vllm_default) + min(initial_design, n_valid))
