@@ -1,4 +1,4 @@
-"""vllm_mobo.cluster: parsing sinfo, the checks of a run's requests against a cluster, the largest TP x PP of a
+"""vllm_mobo.slurm.preflight: parsing sinfo, the checks of a run's requests against a cluster, the largest TP x PP of a
 search, and the local GPU cap in a real Snakemake run. The checks against a real SLURM are in test_slurm.py."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vllm_mobo.cluster import (
+from vllm_mobo.slurm.preflight import (
     ClusterError,
     JobRequest,
     Partition,
@@ -174,7 +174,7 @@ def test_max_devices_requested_follows_the_valid_space():
 
 
 SNAKEFILE = """
-from vllm_mobo.cluster import local_gpu_cap
+from vllm_mobo.slurm.preflight import local_gpu_cap
 
 onstart:
     local_gpu_cap(workflow, config, count=config["cap"])
@@ -213,7 +213,7 @@ def test_local_gpu_cap_leaves_an_explicit_limit(tmp_path):
 
 HOLDER = """
 import sys, time
-from vllm_mobo.cluster import claim_gpus
+from vllm_mobo.measure.gpus import claim_gpus
 with claim_gpus(int(sys.argv[1]), [0, 1, 2], lock_dir=sys.argv[2], timeout_s=30, poll_s=0.1) as got:
     print(",".join(map(str, got)), flush=True)
     time.sleep(float(sys.argv[3]))
@@ -226,7 +226,7 @@ def _holder(lock_dir, count, hold_s):
 
 
 def test_claim_gpus_gives_concurrent_processes_disjoint_gpus(tmp_path):
-    from vllm_mobo.cluster import claim_gpus
+    from vllm_mobo.measure.gpus import claim_gpus
 
     first = _holder(tmp_path, 2, 30)
     assert first.stdout.readline().strip() == "0,1"
@@ -247,7 +247,7 @@ def test_claim_gpus_gives_concurrent_processes_disjoint_gpus(tmp_path):
 
 
 def test_claim_gpus_waits_for_a_release(tmp_path):
-    from vllm_mobo.cluster import claim_gpus
+    from vllm_mobo.measure.gpus import claim_gpus
 
     holder = _holder(tmp_path, 3, 1.5)
     assert holder.stdout.readline().strip() == "0,1,2"

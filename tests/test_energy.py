@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from vllm_mobo.energy import EnergyReading, EnergySession, summarize
+from vllm_mobo.measure.energy import EnergyReading, EnergySession, summarize
 
 MAX_RANGE_UJ = 262_143_328_850
 
@@ -382,10 +382,10 @@ class FakeNvml:
 
 
 def test_nvml_counter_and_power_sampling_with_gpu_state():
-    from vllm_mobo.energy import _NvmlMeter
+    from vllm_mobo.measure.energy.nvml import NvmlMeter
 
     nvml = FakeNvml()
-    meter = _NvmlMeter(nvml, [0, 1])
+    meter = NvmlMeter(nvml, [0, 1])
     nvml.energy_mj[0] += 50_000  # 50 J on the counter
     t0 = time.perf_counter()
     time.sleep(0.3)
@@ -471,7 +471,7 @@ def test_from_config():
 
 
 def test_parse_visible_devices_and_pinning():
-    from vllm_mobo.benchmark import hardware
+    from vllm_mobo import hardware
 
     uuids = ["GPU-aaa1", "GPU-bbb2", "GPU-ccc3"]
     assert hardware.parse_visible_devices(None, uuids) == [0, 1, 2]
@@ -489,7 +489,8 @@ def test_parse_visible_devices_and_pinning():
 def test_candidate_pinned_to_its_gpus_and_energy_scope(monkeypatch, scope, metered):
     import yaml
 
-    from vllm_mobo.benchmark import hardware, runner
+    from vllm_mobo import hardware
+    from vllm_mobo.measure import runner
     from vllm_mobo.config import validate_config
 
     uuids = [f"GPU-{i}" for i in range(4)]

@@ -22,11 +22,14 @@ import pandas as pd
 import psutil
 import pytest
 
-from vllm_mobo.benchmark import online
-from vllm_mobo.benchmark.online import BenchmarkFailure
-from vllm_mobo.benchmark.runner import _kill_server_group, run_candidate
+from vllm_mobo.measure import load, online
+from vllm_mobo.measure import server as api_server
+from vllm_mobo.measure.failure import BenchmarkFailure
+from vllm_mobo.measure.runner import run_candidate
+from vllm_mobo.measure.supervisor import kill_recorded_group
 from vllm_mobo.config import validate_config
-from vllm_mobo.results import observation_row, to_observations
+from vllm_mobo.records import observation_row
+from vllm_mobo.search.optimizer.observations import to_observations
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -95,12 +98,12 @@ def test_choose_port_replaces_a_taken_port():
         s.bind(("127.0.0.1", 0))
         s.listen()
         taken = s.getsockname()[1]
-        assert not online.port_is_free(taken)
-        port, note = online.choose_port(taken)
-        assert port != taken and online.port_is_free(port)
+        assert not api_server.port_is_free(taken)
+        port, note = api_server.choose_port(taken)
+        assert port != taken and api_server.port_is_free(port)
         assert note == f"port {taken} on 127.0.0.1 is taken; using free port {port} instead"
-    free = online.free_port()
-    assert online.choose_port(free) == (free, None)
+    free = api_server.free_port()
+    assert api_server.choose_port(free) == (free, None)
 
 
 def test_configured_port_taken_server_runs_on_another(fake_spec, tmp_path):
@@ -108,7 +111,7 @@ def test_configured_port_taken_server_runs_on_another(fake_spec, tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         taken = s.getsockname()[1]
-        server, healthy_s, notes = online.start_server(fake_spec("ok", port=taken), parser=None)
+        server, healthy_s, notes = api_server.start_server(fake_spec("ok", port=taken), parser=None)
         try:
             assert server.port != taken and healthy_s < 30
             assert notes and f"port {taken}" in notes[0]
@@ -124,15 +127,15 @@ def test_port_taken_at_bind_time_is_retried(fake_spec, tmp_path, monkeypatch):
         s.bind(("127.0.0.1", 0))
         s.listen()
         taken = s.getsockname()[1]
-        real = online.choose_port
+        real = api_server.choose_port
         calls = []
 
         def racing_choose_port(requested, host="127.0.0.1"):
             calls.append(requested)
             return (taken, None) if len(calls) == 1 else real(requested, host)
 
-        monkeypatch.setattr(online, "choose_port", racing_choose_port)
-        server, _, notes = online.start_server(fake_spec("ok"), parser=None)
+        monkeypatch.setattr(api_server, "choose_port", racing_choose_port)
+        server, _, notes = api_server.start_server(fake_spec("ok"), parser=None)
         try:
             assert server.port != taken
             assert any(f"port {taken} was taken when the server bound it" in n for n in notes)
@@ -143,7 +146,7 @@ def test_port_taken_at_bind_time_is_retried(fake_spec, tmp_path, monkeypatch):
 
 def test_health_timeout_fails_with_log_tail_and_stops_the_group(fake_spec, tmp_path):
     with pytest.raises(BenchmarkFailure) as info:
-        online.start_server(fake_spec("never", timeout_s=2), parser=None)
+        api_server.start_server(fake_spec("never", timeout_s=2), parser=None)
     assert info.value.kind == "server_timeout"
     assert "not healthy after 2 s" in info.value.reason
     assert "fake server starting" in info.value.log_tail
@@ -152,7 +155,7 @@ def test_health_timeout_fails_with_log_tail_and_stops_the_group(fake_spec, tmp_p
 
 def test_server_exit_fails_with_its_error(fake_spec, tmp_path):
     with pytest.raises(BenchmarkFailure) as info:
-        online.start_server(fake_spec("crash"), parser=None)
+        api_server.start_server(fake_spec("crash"), parser=None)
     assert info.value.kind == "server_exit"
     assert "exited with status 3" in info.value.reason and "fake engine failure" in info.value.reason
     assert wait_gone(child_pid(tmp_path))  # the crashed server's helper went with its group
@@ -162,7 +165,7 @@ def test_sigterm_to_the_worker_stops_the_server(fake_spec, tmp_path):
     spec = fake_spec("never", timeout_s=120)
     spec_path, result_path = tmp_path / "spec.json", tmp_path / "result.json"
     spec_path.write_text(json.dumps(spec))
-    worker = subprocess.Popen([sys.executable, "-m", "vllm_mobo.benchmark.online", str(spec_path), str(result_path)],
+    worker = subprocess.Popen([sys.executable, "-m", "vllm_mobo.measure.online", str(spec_path), str(result_path)],
                               start_new_session=True)
     try:
         deadline = time.monotonic() + 60
@@ -191,10 +194,10 @@ def test_runner_stops_a_server_its_worker_left_behind(tmp_path):
     time.sleep(0.5)
     members = [p.pid for p in psutil.Process(leader.pid).children(recursive=True)]
     assert members
-    _kill_server_group(pid_file)
+    kill_recorded_group(pid_file)
     leader.wait(timeout=10)
     assert all(wait_gone(p) for p in members)
-    _kill_server_group(pid_file)  # again: nothing left, no error
+    kill_recorded_group(pid_file)  # again: nothing left, no error
 
 
 FAKE_OPENAI_SERVER = textwrap.dedent('''
@@ -255,7 +258,7 @@ def test_rates_slos_and_headline_against_a_stand_in_server(tmp_path):
     assert burst["goodput"] < burst["requests_per_s"]
     assert m["request_rate"] == 4.0 and m["slo_met"] is True  # the headline: highest rate within the SLOs
     assert m["completed_requests"] == 8 and m["failed_requests"] == 0
-    assert m["output_tokens"] == sum(r.output_len for r in online.make_requests(workload, 512))
+    assert m["output_tokens"] == sum(r.output_len for r in load.make_requests(workload, 512))
     assert 5.0 <= m["tpot_ms_p50"] < 60 and m["ttft_ms_p50"] <= m["ttft_ms_p99"] <= m["e2el_ms_p99"]
     assert 0 <= m["client_overhead_in_window_s"] < m["energy_window_s"]
     assert result["energy"]["sources"] and len(result["energy_per_rate"]) == 2
@@ -273,10 +276,10 @@ def test_engine_cli_args():
     parser.add_argument("--disable-log-stats", action="store_true")
     args = {"enable_prefix_caching": False, "disable_log_stats": True, "max_num_seqs": 64, "enforce_eager": True,
             "enable_chunked_prefill": False, "quantization": None, "override_generation_config": {"a": 1}}
-    assert online.engine_cli_args(args, parser) == [
+    assert api_server.engine_cli_args(args, parser) == [
         "--no-enable-prefix-caching", "--disable-log-stats", "--max-num-seqs", "64", "--enforce-eager",
         "--no-enable-chunked-prefill", "--override-generation-config", '{"a": 1}']
-    assert online.engine_cli_args({"disable_log_stats": False}, parser) == []
+    assert api_server.engine_cli_args({"disable_log_stats": False}, parser) == []
 
 
 # ------------------------------------------------------------------------------------------ metrics and SLOs
@@ -290,7 +293,7 @@ def fake_result(ttfts, latencies, output_lens, errors=None):
 
 def test_latency_metrics_follow_vllm_definitions():
     r = fake_result([0.1, 0.2, 0.3, 9.0], [1.1, 1.2, 1.3, 9.9], [11, 11, 11, 0], errors=["", "", "", "boom"])
-    m = online.latency_metrics(r)
+    m = load.latency_metrics(r)
     assert m["ttft_ms_p50"] == pytest.approx(200.0)
     assert m["tpot_ms_p50"] == pytest.approx(100.0)  # (1.2 - 0.2) / (11 - 1)
     assert m["e2el_ms_p99"] == pytest.approx(1298.0)  # failed request left out
@@ -300,12 +303,12 @@ def test_latency_metrics_follow_vllm_definitions():
 def test_slo_check_and_headline_rate():
     slo = {"ttft_ms_p99": 100, "tpot_ms_p99": 20}
     ok = {"failed_requests": 0, "num_requests": 10, "ttft_ms_p99": 90.0, "tpot_ms_p99": 19.0}
-    assert online.slo_check(ok, slo) == (True, [])
+    assert load.slo_check(ok, slo) == (True, [])
     slow = {**ok, "ttft_ms_p99": 150.0}
-    assert online.slo_check(slow, slo) == (False, ["ttft_ms_p99 150.0 > 100"])
+    assert load.slo_check(slow, slo) == (False, ["ttft_ms_p99 150.0 > 100"])
     failed = {**ok, "failed_requests": 2}
-    assert online.slo_check(failed, {})[0] is False
-    assert online.slo_check({**ok, "tpot_ms_p99": math.nan}, slo)[0] is False
+    assert load.slo_check(failed, {})[0] is False
+    assert load.slo_check({**ok, "tpot_ms_p99": math.nan}, slo)[0] is False
     rates = [{"request_rate": 1, "slo_met": True}, {"request_rate": 4, "slo_met": True}, {"request_rate": 8, "slo_met": False}]
     assert online.select_headline(rates, slo)["request_rate"] == 4
     assert online.select_headline(rates[2:], slo)["request_rate"] == 8  # none met: the lowest, slo_met false
@@ -350,7 +353,7 @@ def api_servers_in(directory: Path) -> list[psutil.Process]:
     for p in psutil.process_iter(["cmdline", "cwd"]):
         try:
             cmd = " ".join(p.info["cmdline"] or [])
-            if p.info["cwd"] == str(directory) and ("api_server" in cmd or "vllm_mobo.benchmark" in cmd):
+            if p.info["cwd"] == str(directory) and ("api_server" in cmd or "vllm_mobo.measure" in cmd):
                 found.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -394,7 +397,7 @@ def test_online_mode_end_to_end(tmp_path):
 def test_server_that_rejects_an_engine_argument_is_a_failed_candidate(tmp_path, monkeypatch):
     import yaml
 
-    from vllm_mobo.benchmark.model import write_model_dir
+    from vllm_mobo.measure.model import write_model_dir
 
     monkeypatch.chdir(tmp_path)
     cfg = yaml.safe_load((ROOT / "tests/configs/online_tiny.yaml").read_text())
@@ -415,7 +418,7 @@ def test_server_ends_when_its_worker_is_killed(fake_spec, tmp_path):
     spec = fake_spec("never", timeout_s=120)
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    worker = subprocess.Popen([sys.executable, "-m", "vllm_mobo.benchmark.online", str(spec_path),
+    worker = subprocess.Popen([sys.executable, "-m", "vllm_mobo.measure.online", str(spec_path),
                                str(tmp_path / "result.json")], start_new_session=True)
     try:
         deadline = time.monotonic() + 60
@@ -438,7 +441,7 @@ def test_server_ends_when_its_worker_is_killed(fake_spec, tmp_path):
 def test_latencies_are_rebuilt_where_vllm_0_26_omits_them():
     """vLLM 0.26's serving benchmark returns no per-request latencies (seen on the GPU machine): they are TTFT plus
     the inter-chunk gaps, which must give the same percentiles as the latencies a newer vLLM reports."""
-    from vllm_mobo.benchmark.online import latency_metrics
+    from vllm_mobo.measure.online import latency_metrics
 
     old = {"errors": ["", "", "boom"], "output_lens": [3, 2, 0], "ttfts": [0.1, 0.2, 0.0],
            "itls": [[0.01, 0.02], [0.03], []]}

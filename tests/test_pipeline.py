@@ -19,7 +19,7 @@ from conftest import load_test_config, pipeline_environment, run_snakemake, snak
 
 pytestmark = pytest.mark.engine
 
-WORKER = "vllm_mobo.benchmark.offline"
+WORKER = "vllm_mobo.measure.offline"
 
 
 def worker_processes(workdir: Path) -> list[psutil.Process]:

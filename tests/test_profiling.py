@@ -1,4 +1,4 @@
-"""Nsight Systems profiling (issue 7, src/vllm_mobo/profiling.py, workflow/rules/profile.smk).
+"""Nsight Systems profiling (src/vllm_mobo/profiling/, workflow/rules/profile.smk).
 
 - The stats parsing and the breakdown on a real `nsys stats` export of vLLM on an H100 (tests/fixtures/nsys).
 - The per-GPU breakdown of a `cuda_gpu_trace` cut to the NVTX measure window (exact numbers on a small table with
@@ -26,8 +26,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from vllm_mobo import profiling as P
-from vllm_mobo.analysis import load_records
+from vllm_mobo.profiling import breakdown, configs, explain, nsys, run
+from vllm_mobo.records import load_records
 from vllm_mobo.config import load_schema, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,15 +69,15 @@ def gpu(i: int) -> str:
 
 
 def test_real_kern_sum_parses_and_categories_sum_to_the_total():
-    df = P.read_stats_csv(KERN_SUM)
+    df = breakdown.read_stats_csv(KERN_SUM)
     assert len(df) == 217 and {"Time (%)", "Total Time (ns)", "Instances", "Name"} <= set(df.columns)
-    b = P.kernel_breakdown(df)
-    assert set(b) == set(P.CATEGORIES)
+    b = breakdown.kernel_breakdown(df)
+    assert set(b) == set(breakdown.CATEGORIES)
     assert sum(b.values()) == pytest.approx(float(df["Total Time (ns)"].sum()), rel=0, abs=0.5)
     # GEMMs (nvjet + cuBLAS split-K) and Triton-fused elementwise/norm kernels dominate this start-up-heavy run
     assert b["gemm"] > b["attention"] > 0 and b["other"] > b["attention"] and b["communication"] == 0
-    row = P.summary_breakdown(df).iloc[0]
-    shares = sum(row[f"{c}_pct"] for c in P.CATEGORIES)
+    row = breakdown.summary_breakdown(df).iloc[0]
+    shares = sum(row[f"{c}_pct"] for c in breakdown.CATEGORIES)
     assert shares == pytest.approx(100.0) and np.isnan(row["idle_pct"])
 
 
@@ -94,41 +94,41 @@ def test_real_kern_sum_parses_and_categories_sum_to_the_total():
     ("^_topk_topp_kernel$", "other"),
 ])
 def test_known_kernels_of_the_real_export_land_in_their_category(pattern, category):
-    names = P.read_stats_csv(KERN_SUM)["Name"]
+    names = breakdown.read_stats_csv(KERN_SUM)["Name"]
     hits = names[names.str.contains(pattern, regex=True)]
     assert len(hits) >= 1, pattern
-    assert {P.classify_kernel(n) for n in hits} == {category}
+    assert {breakdown.classify_kernel(n) for n in hits} == {category}
 
 
 def test_communication_and_memory_names():
     for name in (NCCL, AR, "ncclDevKernel_SendRecv(ncclDevKernelArgsStorage<(unsigned long)4096>)",
                  "void at::native::multimem_all_reduce_kernel<...>"):
-        assert P.classify_kernel(name) == "communication", name
+        assert breakdown.classify_kernel(name) == "communication", name
     for name in ("[CUDA memcpy Host-to-Device]", "[CUDA memcpy Device-to-Device]", "[CUDA memset]"):
-        assert P.classify_kernel(name) == "memory", name
-    mem = P.read_stats_csv("Time (%),Total Time (ns),Count,Avg (ns),Med (ns),Min (ns),Max (ns),StdDev (ns),"
+        assert breakdown.classify_kernel(name) == "memory", name
+    mem = breakdown.read_stats_csv("Time (%),Total Time (ns),Count,Avg (ns),Med (ns),Min (ns),Max (ns),StdDev (ns),"
                            "Operation\n80.0,800,2,400,400,300,500,141.4,[CUDA memcpy Host-to-Device]\n"
                            "20.0,200,1,200,200,200,200,0.0,[CUDA memset]\n")
-    b = P.kernel_breakdown(pd.DataFrame(), mem)
+    b = breakdown.kernel_breakdown(pd.DataFrame(), mem)
     assert b["memory"] == 1000 and sum(b.values()) == 1000
 
 
 def test_stats_output_with_nsys_progress_lines_and_empty_reports():
     text = ("\nNOTICE: Existing SQLite export found: x.sqlite\n\nProcessing [x.sqlite] with "
             "[/opt/nsys/reports/cuda_gpu_kern_sum.py]... \n" + KERN_SUM.read_text())
-    assert len(P.read_stats_csv(text)) == 217
+    assert len(breakdown.read_stats_csv(text)) == 217
     skipped = "Processing [x.sqlite] with [cuda_gpu_mem_time_sum.py]... \nSKIPPED: x.sqlite does not contain GPU memory data.\n"
-    assert P.read_stats_csv(skipped).empty and P.read_stats_csv("").empty
+    assert breakdown.read_stats_csv(skipped).empty and breakdown.read_stats_csv("").empty
 
 
 # ----------------------------------------------------------------------------------- window and per GPU
 
 
 def test_measure_window_is_the_last_measure_range_in_the_default_domain():
-    nvtx = P.read_stats_csv(nvtx_csv([(100, 900, "vllm-mobo:warmup"), (1_000, 5_000, "vllm-mobo:measure"),
+    nvtx = breakdown.read_stats_csv(nvtx_csv([(100, 900, "vllm-mobo:warmup"), (1_000, 5_000, "vllm-mobo:measure"),
                                       (6_000, 9_000, "other")]))
-    assert P.measure_window(nvtx) == (1_000, 5_000)
-    assert P.measure_window(P.read_stats_csv(nvtx_csv([(1, 2, "vllm-mobo:warmup")]))) is None
+    assert breakdown.measure_window(nvtx) == (1_000, 5_000)
+    assert breakdown.measure_window(breakdown.read_stats_csv(nvtx_csv([(1, 2, "vllm-mobo:warmup")]))) is None
 
 
 def test_per_gpu_breakdown_clips_to_the_window_and_counts_idle():
@@ -143,26 +143,26 @@ def test_per_gpu_breakdown_clips_to_the_window_and_counts_idle():
         (1_000_000, 400_000, gpu(1), ATTN),
         (1_600_000, 100_000, gpu(1), AR),
     ]
-    bd = P.per_gpu_breakdown(P.read_stats_csv(trace_csv(rows)), w, devices=2).set_index("gpu")
+    bd = breakdown.per_gpu_breakdown(breakdown.read_stats_csv(trace_csv(rows)), w, devices=2).set_index("gpu")
     g0, g1 = bd.loc[gpu(0)], bd.loc[gpu(1)]
     assert g0["gemm_raw_ns"] == 400_000 and g0["other_raw_ns"] == 100_000
     assert g0["communication_raw_ns"] == 200_000 and g0["memory_raw_ns"] == 50_000
     assert g0["busy_ns"] == 650_000 and g0["idle_ns"] == 350_000 and g0["window_ns"] == 1_000_000
     assert g0["overlap_scale"] == pytest.approx(650 / 750)
     for g in (g0, g1):  # categories + idle make up the window
-        assert sum(g[f"{c}_pct"] for c in (*P.CATEGORIES, "idle")) == pytest.approx(100.0)
+        assert sum(g[f"{c}_pct"] for c in (*breakdown.CATEGORIES, "idle")) == pytest.approx(100.0)
     assert g1["attention_pct"] == pytest.approx(40.0) and g1["communication_pct"] == pytest.approx(10.0)
     assert g1["idle_pct"] == pytest.approx(50.0) and g1["overlap_scale"] == 1.0
 
 
 def test_a_gpu_without_captured_kernels_is_unknown_not_idle():
     """Seen on 4 H200s: nsys captured no kernel of some engine processes; that is no evidence of idle GPUs."""
-    bd = P.per_gpu_breakdown(P.read_stats_csv(trace_csv([(0, 10, gpu(0), GEMM)])), (0, 100), devices=2)
+    bd = breakdown.per_gpu_breakdown(breakdown.read_stats_csv(trace_csv([(0, 10, gpu(0), GEMM)])), (0, 100), devices=2)
     assert len(bd) == 2 and np.isnan(bd.iloc[1]["idle_pct"]) and bd.iloc[0]["idle_pct"] == pytest.approx(90.0)
-    status, note = P.capture_status(bd)
+    status, note = breakdown.capture_status(bd)
     assert status == "profiled" and "1 of 2 GPUs captured" in note
-    none = P.per_gpu_breakdown(P.read_stats_csv(trace_csv([(200, 10, gpu(0), GEMM)])), (0, 100), devices=2)
-    assert P.capture_status(none)[0] == "no kernels captured"
+    none = breakdown.per_gpu_breakdown(breakdown.read_stats_csv(trace_csv([(200, 10, gpu(0), GEMM)])), (0, 100), devices=2)
+    assert breakdown.capture_status(none)[0] == "no kernels captured"
 
 
 # ------------------------------------------------------------------------------------- selection, explanation
@@ -178,40 +178,40 @@ def _tiny():
 
 def test_selection_deduplicates_roles_and_takes_explicit_configs():
     cfg, pareto, records, _ = _tiny()
-    assert cfg["profile"] == {"enabled": True, "configs": list(P.ROLES), "num_prompts": 200, "nsys": None,
+    assert cfg["profile"] == {"enabled": True, "configs": list(configs.ROLES), "num_prompts": 200, "nsys": None,
                               "cuda_graph_trace": "node", "timeout_s": None, "reuse": True}
-    sel = P.select_configs(pareto, records, cfg["objectives"],
-                           list(P.ROLES) + [{"tensor_parallel_size": 2}, {"max_num_seqs": 64}])
+    sel = configs.select_configs(pareto, records, cfg["objectives"],
+                           list(configs.ROLES) + [{"tensor_parallel_size": 2}, {"max_num_seqs": 64}])
     names = [e["candidate"] for e in sel]
     assert names == ["seqs64-prefix1-mbt1024", "vllm-default", "tp2", "seqs64"]
     assert sel[0]["roles"] == ["energy_optimal", "throughput_optimal", "knee"]  # one run for three roles
     assert sel[1]["config"] == {} and sel[2]["config"] == {"tensor_parallel_size": 2} and sel[2]["record"] is None
-    assert P.parallel_sizes(sel[2]) == (2, 1) and P.parallel_sizes(sel[0]) == (1, 1)
-    empty = P.select_configs(pareto.iloc[0:0], [], cfg["objectives"], ["knee", "vllm_default"])
+    assert configs.parallel_sizes(sel[2]) == (2, 1) and configs.parallel_sizes(sel[0]) == (1, 1)
+    empty = configs.select_configs(pareto.iloc[0:0], [], cfg["objectives"], ["knee", "vllm_default"])
     assert empty[0]["candidate"] is None and empty[1]["candidate"] == "vllm-default"
 
 
 def test_unavailable_reasons_are_plain():
-    assert P.unavailable_reason(True, None, "cpu") == "not profiled: nsys not found and no GPU"
-    assert P.unavailable_reason(True, None, "cuda") == "not profiled: nsys not found"
-    assert P.unavailable_reason(True, "/usr/bin/nsys", "cpu") == "not profiled: no GPU"
-    assert P.unavailable_reason(True, "/usr/bin/nsys", "cuda") is None
-    assert "profile.enabled: false" in P.unavailable_reason(False, "/usr/bin/nsys", "cuda")
-    assert P.find_nsys("/nonexistent/nsys") is None
+    assert nsys.unavailable_reason(True, None, "cpu") == "not profiled: nsys not found and no GPU"
+    assert nsys.unavailable_reason(True, None, "cuda") == "not profiled: nsys not found"
+    assert nsys.unavailable_reason(True, "/usr/bin/nsys", "cpu") == "not profiled: no GPU"
+    assert nsys.unavailable_reason(True, "/usr/bin/nsys", "cuda") is None
+    assert "profile.enabled: false" in nsys.unavailable_reason(False, "/usr/bin/nsys", "cuda")
+    assert nsys.find_nsys("/nonexistent/nsys") is None
 
 
 def _status(rows):
     base = {"iteration": 0, "report": "x.nsys-rep", "window_s": 0.001, "stats_filter": "",
             "reason": "profiled under nsys", "status": "profiled", "profiled_output_tokens_per_s": np.nan}
-    return pd.DataFrame([{**base, **r} for r in rows], columns=P.STATUS_COLUMNS)
+    return pd.DataFrame([{**base, **r} for r in rows], columns=run.STATUS_COLUMNS)
 
 
 def _bd(cand, tp, pp, per_gpu):
     parts = []
     for i, (cats, busy) in enumerate(per_gpu):
-        raw = {c: float(cats.get(c, 0)) for c in P.CATEGORIES}
+        raw = {c: float(cats.get(c, 0)) for c in breakdown.CATEGORIES}
         parts.append({"candidate": cand, "roles": "requested", "tensor_parallel_size": tp,
-                      "pipeline_parallel_size": pp, "gpu": gpu(i), **P._breakdown_row(raw, 1_000_000.0, busy)})
+                      "pipeline_parallel_size": pp, "gpu": gpu(i), **breakdown._breakdown_row(raw, 1_000_000.0, busy)})
     return pd.DataFrame(parts)
 
 
@@ -225,7 +225,7 @@ def test_explanation_compares_tp_communication_with_pp_bubbles():
     ])
     bd = pd.concat([_bd("tp2", 2, 1, [({"gemm": 400e3, "communication": 300e3, "other": 100e3}, 800e3)] * 2),
                     _bd("pp2", 1, 2, [({"gemm": 500e3, "attention": 100e3, "communication": 50e3}, 650e3)] * 2)])
-    text = " ".join(P.explain(status, bd, obs, [{"metric": "output_tokens_per_s", "direction": "maximize"},
+    text = " ".join(explain.explain(status, bd, obs, [{"metric": "output_tokens_per_s", "direction": "maximize"},
                                                 {"metric": "joules_per_output_token", "direction": "minimize"}]))
     assert "Under TP=2 (tp2) each GPU spends 30.0% of its time in communication kernels" in text
     assert "is idle 20.0% of the measured window" in text
@@ -240,17 +240,17 @@ def test_explanation_says_plainly_when_no_tp_or_pp_was_profiled():
     objs = [{"metric": "output_tokens_per_s", "direction": "maximize"}]
     one = _status([{"candidate": "vllm-default", "roles": "vLLM default", "tensor_parallel_size": 1,
                     "pipeline_parallel_size": 1}])
-    text = " ".join(P.explain(one, _bd("vllm-default", 1, 1, [({"gemm": 500e3}, 500e3)]), obs, objs))
+    text = " ".join(explain.explain(one, _bd("vllm-default", 1, 1, [({"gemm": 500e3}, 500e3)]), obs, objs))
     assert "None of the profiled configurations uses TP > 1 or PP > 1" in text
     assert "vllm-default (TP=1, PP=1; 954.4 output tokens per s)" in text or "vllm-default (TP=1, PP=1;" in text
     tp_only = _status([{"candidate": "tp2", "roles": "requested", "tensor_parallel_size": 2,
                         "pipeline_parallel_size": 1}])
-    text = " ".join(P.explain(tp_only, _bd("tp2", 2, 1, [({"communication": 100e3}, 100e3)] * 2), obs, objs))
+    text = " ".join(explain.explain(tp_only, _bd("tp2", 2, 1, [({"communication": 100e3}, 100e3)] * 2), obs, objs))
     assert "No PP > 1 configuration was profiled, so the profiles cannot compare TP with PP here." in text
     none = _status([{"candidate": "vllm-default", "roles": "vLLM default", "tensor_parallel_size": 1,
                      "pipeline_parallel_size": 1, "status": "not profiled",
                      "reason": "not profiled: nsys not found"}])
-    text = " ".join(P.explain(none, pd.DataFrame(columns=P.BREAKDOWN_COLUMNS), obs, objs))
+    text = " ".join(explain.explain(none, pd.DataFrame(columns=breakdown.BREAKDOWN_COLUMNS), obs, objs))
     assert text.startswith("not profiled: nsys not found") and "no TP > 1 or PP > 1 configuration" in text
 
 
@@ -273,7 +273,7 @@ if args[0] == "profile":
     if (data / cand / "crash").exists():
         sys.exit(3)
     out.with_suffix(".nsys-rep").write_bytes(b"NSYS")
-    result = pathlib.Path(args[args.index("worker") + 2])
+    result = pathlib.Path(args[args.index("vllm_mobo.profiling.worker") + 2])
     tps = float((data / cand / "tps").read_text())
     result.write_text(json.dumps({{"measurements": {{"output_tokens_per_s": tps}}}}))
 elif args[0] == "stats":
@@ -299,7 +299,7 @@ def fake_nsys(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_NSYS_DATA", str(data))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # as under a scheduler: no GPU lock files taken
     # No GPU here: the worker spec and environment are those of the runner minus the GPU pinning.
-    import vllm_mobo.benchmark.runner as R
+    import vllm_mobo.measure.runner as R
 
     monkeypatch.setattr(R, "build_spec", lambda config, cand, model_dir: {
         "engine_args": cand["config"], "device": "cuda", "gpus_pinned": [0], "gpu_indices": [0]})
@@ -336,7 +336,7 @@ def test_gpu_path_commands_exports_and_status(fake_nsys, tmp_path):
     _write(data / "vllm-default" / "crash", "")
 
     with open(tmp_path / "profile.log", "w") as log:
-        status, bd = P.profile_all(cfg, pareto, records, "cuda", tmp_path / "profiles", "model", log)
+        status, bd = run.profile_all(cfg, pareto, records, "cuda", tmp_path / "profiles", "model", log)
     st = status.set_index("candidate")
     assert list(status["candidate"]) == ["seqs64-prefix1-mbt1024", "vllm-default", "tp2", "pp2"]
     assert st.loc["tp2", "status"] == "profiled" and st.loc["pp2", "status"] == "profiled"
@@ -354,7 +354,7 @@ def test_gpu_path_commands_exports_and_status(fake_nsys, tmp_path):
     prof = next(c for c in calls if c[0] == "profile" and "tp2" in c[c.index("-o") + 1])
     joined = " ".join(prof)
     for flag in ("-s none", "--cpuctxsw none", "-t cuda,nvtx", "--trace-fork-before-exec=true",
-                 "--cuda-graph-trace=node", "-m vllm_mobo.profiling worker"):
+                 "--cuda-graph-trace=node", "-m vllm_mobo.profiling.worker"):
         assert flag in joined, flag
     assert prof[prof.index("-m") - 1] == sys.executable
     # each worker flushes its trace at the window's end (cudaProfilerStop), and vLLM spawns rather than forks
@@ -362,7 +362,7 @@ def test_gpu_path_commands_exports_and_status(fake_nsys, tmp_path):
     envs = [json.loads(l) for l in Path(str(argv_log) + ".env").read_text().splitlines()]
     assert envs and all(e["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn" for e in envs)
     stats = [c for c in calls if c[0] == "stats" and "/tp2/" in c[-1]]
-    assert [c[c.index("--report") + 1] for c in stats] == list(P.STATS_REPORTS)
+    assert [c[c.index("--report") + 1] for c in stats] == list(nsys.STATS_REPORTS)
     assert all(["--format", "csv", "--output", "-"] == c[3:7] for c in stats)
     assert "--filter-time=2000000/3000000" in stats[1]
 
@@ -374,18 +374,18 @@ def test_gpu_path_commands_exports_and_status(fake_nsys, tmp_path):
     knee = bd[bd["candidate"] == "seqs64-prefix1-mbt1024"].iloc[0]
     assert knee["gpu"] == "all GPUs" and np.isnan(knee["idle_pct"]) and knee["source"].startswith("cuda_gpu_kern_sum")
 
-    text = " ".join(P.explain(status, bd, obs, cfg["objectives"]))
+    text = " ".join(explain.explain(status, bd, obs, cfg["objectives"]))
     assert "PP wins on output tokens per s (measured under nsys) for this workload (pp2: 120 vs tp2: 100)" in text
 
     # a second run of the rule keeps the profiles taken with the same settings; the failed one is tried again
     n_before = len(argv_log.read_text().splitlines())
     with open(tmp_path / "profile.log", "a") as log:
-        again, bd2 = P.profile_all(cfg, pareto, records, "cuda", tmp_path / "profiles", "model", log)
+        again, bd2 = run.profile_all(cfg, pareto, records, "cuda", tmp_path / "profiles", "model", log)
     new = [json.loads(l) for l in argv_log.read_text().splitlines()[n_before:]]
     assert [c[c.index("-o") + 1].split("/")[-2] for c in new if c[0] == "profile"] == ["vllm-default"]
     pd.testing.assert_frame_equal(again.drop(columns="reason"), status.drop(columns="reason"), check_dtype=False)
     assert np.allclose(bd2["idle_pct"].fillna(-1), bd["idle_pct"].fillna(-1))
-    P.breakdown_figure(status, bd, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
+    explain.breakdown_figure(status, bd, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
     assert (tmp_path / "f.png").stat().st_size > 10_000 and (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-"
 
 
@@ -397,7 +397,7 @@ def test_summaries_fall_back_to_unfiltered_when_filter_time_is_refused(fake_nsys
     _write(data / "p" / "nvtx_pushpop_trace.csv", nvtx_csv([(10, 20, "vllm-mobo:measure")]))
     _write(data / "p" / "cuda_gpu_kern_sum.csv", KERN_SUM.read_text())
     with open(tmp_path / "log", "w") as log:
-        info = P.export_stats(str(exe), rep, rep.parent, log)
+        info = nsys.export_stats(str(exe), rep, rep.parent, log)
     assert info["window"] == (10, 20) and info["stats_filter"].startswith("none (this nsys refused --filter-time")
     assert len(pd.read_csv(info["paths"]["cuda_gpu_kern_sum"])) == 217
 
@@ -463,13 +463,13 @@ REAL_4X = Path(__file__).parent / "fixtures" / "nsys" / "h200-4x-2026-11-26"
 def test_real_4xh200_exports_give_honest_breakdowns(tmp_path, name, devices, expected, captured_gpus):
     out = tmp_path / name
     shutil.copytree(REAL_4X / name, out)
-    window = P.measure_window(P.read_stats_csv(out / "nvtx_pushpop_trace.csv"))
+    window = breakdown.measure_window(breakdown.read_stats_csv(out / "nvtx_pushpop_trace.csv"))
     assert window is not None and 1e9 < window[1] - window[0] < 5e9  # the measured generate call: 1-5 s
-    bd = P.breakdown_from_exports(out, window, devices)
-    status, _ = P.capture_status(bd)
+    bd = breakdown.breakdown_from_exports(out, window, devices)
+    status, _ = breakdown.capture_status(bd)
     assert status == expected
     busy = bd[bd["busy_ns"].fillna(0) > 0]
     assert len(busy) == captured_gpus
     for _, g in busy.iterrows():
-        assert sum(g[f"{c}_pct"] for c in (*P.CATEGORIES, "idle")) == pytest.approx(100.0, abs=0.01)
+        assert sum(g[f"{c}_pct"] for c in (*breakdown.CATEGORIES, "idle")) == pytest.approx(100.0, abs=0.01)
         assert g["gemm_pct"] > 10 and g["communication_pct"] > 1  # TP all-reduces / PP sends are on the GPU

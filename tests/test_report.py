@@ -22,11 +22,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from vllm_mobo import analysis as A
-from vllm_mobo import plots as P
+from vllm_mobo.records import record_index
+from vllm_mobo.report import analysis, baseline, energy, knobs
+from vllm_mobo.report import plots as P
 from vllm_mobo.config import load_schema, validate_config
-from vllm_mobo.report import latex_context, render_latex, rst_caption
-from vllm_mobo.results import pareto_table
+from vllm_mobo.report.latex import latex_context, render_latex, rst_caption
+from vllm_mobo.report.tables import pareto_table
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
@@ -80,8 +81,13 @@ def built(run_dir, planned_rules) -> Path:
     return run_dir
 
 
+def record_of(records, row):
+    """The record of an observation row."""
+    return record_index(records)[(int(row["iteration"]), row["candidate"])]
+
+
 def fixture_tables():
-    run = A.read_run(FIXTURE / RESULTS)
+    run = analysis.read_run(FIXTURE / RESULTS)
     cfg = validate_config(yaml.safe_load((FIXTURE / "config.yaml").read_text()),
                           load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     return run, cfg
@@ -114,7 +120,7 @@ def test_notebook_ran_headless_and_says_what_the_data_say(built):
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     html = (built / RESULTS / "analysis" / "analysis.html").read_text()
     run, cfg = fixture_tables()
-    knee = A.roles(run["pareto"], cfg["objectives"])["knee"]
+    knee = baseline.roles(run["pareto"], cfg["objectives"])["knee"]
     assert knee in html
     assert "No online-mode run" in html  # the fixture ran offline
     assert "ESTIMATED" in html  # all of the fixture's energy is estimated
@@ -165,14 +171,14 @@ def test_html_report_registers_every_output(built):
 
 def test_knee_export_is_a_command_vllm_parses(built):
     run, cfg = fixture_tables()
-    knee = A.roles(run["pareto"], cfg["objectives"])["knee"]
-    rec = A.record_for(run["records"], run["pareto"][run["pareto"]["candidate"] == knee].iloc[0])
+    knee = baseline.roles(run["pareto"], cfg["objectives"])["knee"]
+    rec = record_of(run["records"], run["pareto"][run["pareto"]["candidate"] == knee].iloc[0])
     text = (built / RESULTS / "export" / "knee_vllm_serve.txt").read_text()
     command = " ".join(l for l in text.replace("\\\n", " ").splitlines() if not l.startswith("#"))
     tokens = shlex.split(command)
     assert tokens[:3] == ["vllm", "serve", f"{RESULTS}/model"]
     args_yaml = yaml.safe_load((built / RESULTS / "export" / "knee_engine_args.yaml").read_text())
-    assert args_yaml == {k.replace("_", "-"): v for k, v in rec["engine_args"].items()}
+    assert args_yaml == {k.replace("_", "-"): v for k, v in rec.engine_args.items()}
 
     pytest.importorskip("vllm")
     from vllm.engine.arg_utils import EngineArgs
@@ -185,7 +191,7 @@ def test_knee_export_is_a_command_vllm_parses(built):
     from_command = EngineArgs.from_cli_args(parser.parse_args(["--model", tokens[2], *tokens[3:]]))
     from_yaml = EngineArgs.from_cli_args(parser.parse_args(
         ["--model", tokens[2], "--config", str(built / RESULTS / "export" / "knee_engine_args.yaml")]))
-    for key, value in rec["engine_args"].items():
+    for key, value in rec.engine_args.items():
         assert getattr(from_command, key) == value, key
         assert getattr(from_yaml, key) == value, key
 
@@ -254,11 +260,11 @@ def test_figures_and_text_for_a_single_observation_and_missing_knobs(tmp_path):
     P.latency_figure(obs, objs, str(tmp_path / "l.png"), str(tmp_path / "l.pdf"))
     for f in tmp_path.iterdir():
         assert f.stat().st_size > 1000, f.name
-    text = " ".join(A.knob_text(obs, keys, objs))
+    text = " ".join(knobs.knob_text(obs, keys, objs))
     assert "block_size" in text and "no knob was evaluated at two or more values" in text
     pareto = obs.copy()
-    assert "vLLM's default itself" in " ".join(A.default_text(obs, pareto, objs))
-    assert A.energy_qualifier(obs) == "estimated"
+    assert "vLLM's default itself" in " ".join(baseline.default_text(obs, pareto, objs))
+    assert energy.energy_qualifier(obs) == "estimated"
 
 
 def test_all_failed_run_says_so(tmp_path):
@@ -266,8 +272,8 @@ def test_all_failed_run_says_so(tmp_path):
     obs = run["observations"].assign(status="failed", failure_kind="oom", failure_reason="killed")
     objs = cfg["objectives"]
     empty = obs.iloc[0:0]
-    assert "No configuration ran successfully" in " ".join(A.default_text(obs, empty, objs))
-    assert A.energy_by_source(obs).empty
+    assert "No configuration ran successfully" in " ".join(baseline.default_text(obs, empty, objs))
+    assert energy.energy_by_source(obs).empty
     P.energy_sources_figure(obs, str(tmp_path / "e.png"))
     P.knob_effects_figure(obs, list(cfg["search_space"]), objs, str(tmp_path / "k.png"))
     assert (tmp_path / "e.png").stat().st_size > 1000 and (tmp_path / "k.png").stat().st_size > 1000
@@ -276,26 +282,26 @@ def test_all_failed_run_says_so(tmp_path):
 def test_tp_pp_filled_from_resolved_engine_args():
     run, _ = fixture_tables()
     assert "tensor_parallel_size" not in run["observations"]
-    obs = A.enrich_observations(run["observations"], run["records"], ["tensor_parallel_size", "pipeline_parallel_size"])
+    obs = analysis.enrich_observations(run["observations"], run["records"], ["tensor_parallel_size", "pipeline_parallel_size"])
     for _, row in obs.iterrows():
-        rec = A.record_for(run["records"], row)
-        assert row["tensor_parallel_size"] == rec["resolved_engine_args"]["tensor_parallel_size"]
-        assert row["pipeline_parallel_size"] == rec["resolved_engine_args"]["pipeline_parallel_size"]
+        rec = record_of(run["records"], row)
+        assert row["tensor_parallel_size"] == rec.resolved_engine_args["tensor_parallel_size"]
+        assert row["pipeline_parallel_size"] == rec.resolved_engine_args["pipeline_parallel_size"]
 
 
 def test_latency_columns_are_found_by_name():
     obs = pd.DataFrame({"status": ["ok", "ok"], "ttft_ms_p50": [1.0, 2.0], "ttft_ms_p99": [3.0, 4.0],
                         "tpot_ms_p99": [np.nan, np.nan], "e2el_ms_p99.9": [5.0, 6.0], "output_tokens_per_s": [1, 2]})
-    cols = A.latency_columns(obs)
+    cols = analysis.latency_columns(obs)
     assert cols == {"e2el": [(99.9, "e2el_ms_p99.9")], "ttft": [(50.0, "ttft_ms_p50"), (99.0, "ttft_ms_p99")]}
 
 
 def test_improvement_signs_and_knob_spread():
-    assert A.improvement(110.0, 100.0, "maximize") == pytest.approx(10.0)
-    assert A.improvement(90.0, 100.0, "minimize") == pytest.approx(10.0)
-    assert A.improvement(110.0, 100.0, "minimize") == pytest.approx(-10.0)
+    assert baseline.improvement(110.0, 100.0, "maximize") == pytest.approx(10.0)
+    assert baseline.improvement(90.0, 100.0, "minimize") == pytest.approx(10.0)
+    assert baseline.improvement(110.0, 100.0, "minimize") == pytest.approx(-10.0)
     run, cfg = fixture_tables()
-    imp = A.knob_importance(run["observations"], list(cfg["search_space"]), cfg["objectives"]).set_index("knob")
+    imp = knobs.knob_importance(run["observations"], list(cfg["search_space"]), cfg["objectives"]).set_index("knob")
     ok = run["observations"]
     by = ok.groupby("max_num_seqs")["output_tokens_per_s"].mean()
     expected = 100 * (by.max() - by.min()) / ok["output_tokens_per_s"].mean()
@@ -310,8 +316,8 @@ def test_captions_shared_with_the_pdf_are_plain_text():
 
 
 def test_method_text_names_the_load_of_each_mode_and_every_strategy():
-    from vllm_mobo.optimizer.strategies import DESCRIPTIONS, STRATEGIES
-    from vllm_mobo.report import load_text
+    from vllm_mobo.search.optimizer.strategies import DESCRIPTIONS, STRATEGIES
+    from vllm_mobo.report.latex import load_text
 
     assert set(DESCRIPTIONS) == set(STRATEGIES)  # a new strategy gets its sentence in the report
     cfg = validate_config(yaml.safe_load((Path(__file__).parents[1] / "benchmarks" / "configs"
@@ -330,6 +336,6 @@ def test_space_sizes_come_from_the_last_proposal_that_proposed_something():
     obs = pd.DataFrame({"status": ["ok"], "iteration": [0]})
     proposals = [{"candidates": [{"name": "a"}], "space_size": 432, "valid_size": 432},
                  {"candidates": [], "stop": True, "reason": "budget reached", "space_size": 432, "valid_size": 0}]
-    summary = A.search_summary(obs, proposals)
+    summary = analysis.search_summary(obs, proposals)
     assert (summary["space_size"], summary["valid_size"]) == (432, 432)
     assert summary["stop_reason"] == "budget reached"

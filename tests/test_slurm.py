@@ -7,7 +7,7 @@ config and the seed only, so the SLURM run and a local run must propose exactly 
 iterations are chosen from measured throughput and energy, which differ from run to run (and more so on a shared
 machine), so their candidates may legitimately differ between two runs; what must hold is that each of them is
 exactly what the search computes from the measurements of its own run (checked by re-planning every iteration with
-vllm_mobo.search.plan_iteration), that both runs spend the same budget in the same number of iterations and stop for
+vllm_mobo.search.plan.plan_iteration), that both runs spend the same budget in the same number of iterations and stop for
 the same reason, and that a candidate measured in both runs ran the same engine configuration on the same device.
 
 Needs root and apt-get (or SLURM, munge, slurmdbd and MariaDB installed): skipped otherwise, with the reason.
@@ -157,9 +157,9 @@ def _gpus(alloc_tres: str) -> int:
 
 
 def _replan(workdir: Path, config: dict, proposals: list[dict]) -> list[list[str]]:
-    """Each iteration's candidates as vllm_mobo.search computes them from the run's own earlier results."""
+    """Each iteration's candidates as vllm_mobo.search.plan computes them from the run's own earlier results."""
     from vllm_mobo.config import load_schema, validate_config
-    from vllm_mobo.search import plan_iteration, platform_for
+    from vllm_mobo.search.plan import plan_iteration, platform_for
 
     config = validate_config(config, load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     results = workdir / "results" / config["run"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vllm_mobo.config import load_config
-from vllm_mobo.space import Platform, SearchSpace, candidate_name, invalid_reason
+from vllm_mobo.search.space import Platform, SearchSpace, candidate_name, invalid_reason
 from conftest import REPO
 
 

@@ -12,16 +12,16 @@ import pytest
 
 from conftest import load_test_config
 from vllm_mobo.config import ConfigError, validate_config
-from vllm_mobo.optimizer.ehvi_energy import CostModel, cooling_alpha, cost_cooled
-from vllm_mobo.optimizer.observations import Observation, snap_to_space
-from vllm_mobo.optimizer.parego import augmented_chebyshev, normalise
-from vllm_mobo.optimizer.pareto import hypervolume, pareto_mask
-from vllm_mobo.optimizer.propose import propose_batch
-from vllm_mobo.optimizer.strategies import STRATEGIES
-from vllm_mobo.optimizer.surrogate import FeasibilityModel
-from vllm_mobo.results import to_observations
-from vllm_mobo.search import plan_iteration
-from vllm_mobo.space import VLLM_DEFAULT, Platform, SearchSpace, candidate_name
+from vllm_mobo.search.optimizer.ehvi_energy import CostModel, cooling_alpha, cost_cooled
+from vllm_mobo.search.optimizer.observations import Observation, snap_to_space
+from vllm_mobo.search.optimizer.parego import augmented_chebyshev, normalise
+from vllm_mobo.search.optimizer.pareto import hypervolume, pareto_mask
+from vllm_mobo.search.optimizer.propose import propose_batch
+from vllm_mobo.search.optimizer.strategies import STRATEGIES
+from vllm_mobo.search.optimizer.surrogate import FeasibilityModel
+from vllm_mobo.search.optimizer.observations import to_observations
+from vllm_mobo.search.plan import plan_iteration
+from vllm_mobo.search.space import VLLM_DEFAULT, Platform, SearchSpace, candidate_name
 
 SPACE = {
     "block_size": [16, 24, 32],  # 24 is invalid on CUDA (not a multiple of 16)
@@ -305,7 +305,7 @@ def test_optuna_default_multi_objective_sampler_is_tpe():
 
 def test_optuna_strategy_without_optuna_names_the_extra():
     code = ("import sys; sys.modules['optuna'] = None\n"  # makes `import optuna` fail as if it were not installed
-            "from vllm_mobo.optimizer.strategies import get_strategy\n"
+            "from vllm_mobo.search.optimizer.strategies import get_strategy\n"
             "get_strategy('random')\n"
             "try:\n    get_strategy('optuna')\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -17,9 +17,9 @@ import yaml
 
 from conftest import REPO, load_test_config, run_snakemake, write_config
 from test_replay import write_planted_table, write_synthetic_table
-from vllm_mobo import strategy_benchmark as sb
-from vllm_mobo.replay import ReplayTable
-from vllm_mobo.space import VLLM_DEFAULT
+from vllm_mobo.replay import compare, scoring
+from vllm_mobo.replay.table import ReplayTable
+from vllm_mobo.search.space import VLLM_DEFAULT
 
 
 @pytest.fixture(scope="module")
@@ -46,31 +46,31 @@ def test_hv_ratio_of_a_planted_three_point_front(planted):
 
 
 def test_a_search_that_finds_the_whole_front_has_ratio_one(planted, synth_dir):
-    trace = sb.run_search(planted, "random", 0, sb.Settings(budget=20, batch_size=2, initial_design=2))
+    trace = compare.run_search(planted, "random", 0, compare.Settings(budget=20, batch_size=2, initial_design=2))
     assert len(trace) == len(planted.candidates()) == 6  # stops when every candidate is evaluated
     assert trace["hv_ratio"].iloc[-1] == pytest.approx(1.0, abs=1e-12)
     assert trace["pareto_found_share"].iloc[-1] == 1.0
     assert trace["hv_ratio"].is_monotonic_increasing
     # vLLM's default is evaluated first by every strategy, not searched for: it is not counted as found
     assert trace["candidate"].iloc[0] == VLLM_DEFAULT and trace["hv_ratio"].iloc[0] == 0.0
-    with_default = sb.run_search(planted, "random", 0, sb.Settings(budget=20, batch_size=2, initial_design=2,
+    with_default = compare.run_search(planted, "random", 0, compare.Settings(budget=20, batch_size=2, initial_design=2,
                                                                    front_includes_default=True))
     assert with_default["hv_ratio"].iloc[0] == pytest.approx(planted.hypervolume_of([VLLM_DEFAULT]) / (
         1 * 0.75 + 1 * 1.75 + 1.3 * 2.75))
     t = ReplayTable.load(synth_dir)
-    trace = sb.run_search(t, "random", 1, sb.Settings(budget=100, batch_size=8, initial_design=3))
+    trace = compare.run_search(t, "random", 1, compare.Settings(budget=100, batch_size=8, initial_design=3))
     assert len(trace) == 49 and trace["hv_ratio"].iloc[-1] == pytest.approx(1.0, abs=1e-12)
 
 
 def test_search_energy_counts_failures_with_the_median_power(planted):
-    trace = sb.run_search(planted, "random", 0, sb.Settings(budget=20, batch_size=2, initial_design=2))
+    trace = compare.run_search(planted, "random", 0, compare.Settings(budget=20, batch_size=2, initial_design=2))
     power = planted.median_power_per_device_w()
     # every ok row of the planted table: 1000 tokens, energy_j = J/token x 1000, wall 60 s
     ok = planted.rows[planted.rows["status"] == "ok"]
     assert power == pytest.approx(float((ok["energy_j"] / ok["elapsed_s"]).median()))
     fail = trace[trace["status"] == "failed"].iloc[0]
     assert fail["eval_energy_j"] == pytest.approx(20.0 * power * 1)
-    assert fail["eval_energy_method"] == sb.EST_FAILURE
+    assert fail["eval_energy_method"] == compare.EST_FAILURE
     row = trace[trace["candidate"] == "seqs16-tp1"].iloc[0]
     r = planted.rows.loc["seqs16-tp1"]
     assert row["eval_energy_j"] == pytest.approx(r["energy_j"] / r["elapsed_s"] * r["wall_s"])
@@ -86,11 +86,11 @@ def _hand_trace(ratios, energies=None, strategy="s", seed=0, table="t"):
 
 
 def test_evaluations_to_95_on_a_hand_made_trace():
-    assert sb.reach(_hand_trace([0.2, 0.5, 0.94, 0.951, 1.0])) == (4.0, 40.0)
-    assert sb.reach(_hand_trace([0.2, 0.95, 0.97])) == (2.0, 20.0)  # exactly 95% counts
-    assert sb.reach(_hand_trace([0.2, 0.5, 0.9])) == (math.inf, math.inf)
-    assert sb.value_at(_hand_trace([0.2, 0.5, 0.9]), 2) == 0.5
-    assert sb.value_at(_hand_trace([0.2, 0.5, 0.9]), 10) == 0.9  # a run that ended early keeps its last value
+    assert scoring.reach(_hand_trace([0.2, 0.5, 0.94, 0.951, 1.0])) == (4.0, 40.0)
+    assert scoring.reach(_hand_trace([0.2, 0.95, 0.97])) == (2.0, 20.0)  # exactly 95% counts
+    assert scoring.reach(_hand_trace([0.2, 0.5, 0.9])) == (math.inf, math.inf)
+    assert scoring.value_at(_hand_trace([0.2, 0.5, 0.9]), 2) == 0.5
+    assert scoring.value_at(_hand_trace([0.2, 0.5, 0.9]), 10) == 0.9  # a run that ended early keeps its last value
 
 
 def test_summary_medians_iqr_and_censoring():
@@ -100,14 +100,14 @@ def test_summary_medians_iqr_and_censoring():
         _hand_trace([0.5, 0.6, 0.7, 0.97], seed=2),  # at 4
         _hand_trace([0.5, 0.6, 0.7, 0.8], seed=3),  # never
     ])
-    s = sb.summarize(traces, budget=4, check_at=2).iloc[0]
+    s = scoring.summarize(traces, budget=4, check_at=2).iloc[0]
     assert s["seeds"] == 4 and s["reached_95_share"] == 0.75
     assert s["evals_to_95_median"] == 3.5 and s["evals_to_95_q25"] == 2.75 and math.isinf(s["evals_to_95_q75"])
     assert s["hv_ratio_median"] == pytest.approx(np.median([1, 1, 0.97, 0.8]))
     assert s["hv_ratio_at_2_median"] == pytest.approx(np.median([0.96, 0.6, 0.6, 0.6]))
     assert s["energy_to_95_j_median"] == 35.0
-    assert sb.quantiles([math.inf, math.inf, 3.0]) == [math.inf, math.inf, math.inf]
-    assert sb.quantiles([1.0, 2.0, 3.0, math.inf])[1] == 2.5
+    assert scoring.quantiles([math.inf, math.inf, 3.0]) == [math.inf, math.inf, math.inf]
+    assert scoring.quantiles([1.0, 2.0, 3.0, math.inf])[1] == 2.5
 
 
 def test_target_check_clauses(planted):
@@ -117,7 +117,7 @@ def test_target_check_clauses(planted):
                 "hv_ratio_median": hv}
     summary = pd.DataFrame([row("ehvi", 20, 0.97, 1.0), row("random", math.inf, 0.8, 0.9),
                             row("nsga2", 30, 0.97, 1.0)])
-    checks = sb.target_check(summary, {"planted": planted}, skipped={"optuna": "unavailable: no optuna"})
+    checks = scoring.target_check(summary, {"planted": planted}, skipped={"optuna": "unavailable: no optuna"})
     met = {c["clause"].split(" (")[0]: c["met"] for c in checks}
     # the planted table is not the 432-point space: the first clause cannot be met on it
     assert met["ours reaches 95% within 25 evaluations"] == "no"
@@ -130,17 +130,17 @@ def test_target_check_clauses(planted):
 
 def test_target_check_refuses_a_partial_table(tmp_path):
     from test_replay import RUN_TINY
-    from vllm_mobo.replay import table_from_run
+    from vllm_mobo.replay.table import table_from_run
 
     t = table_from_run(RUN_TINY, tmp_path / "tiny")
     summary = pd.DataFrame([{"table": t.name, "strategy": "ehvi", "budget": 50, "evals_to_95_median": 2.0,
                              "reached_95_share": 1.0, "hv_ratio_at_25_median": 1.0, "hv_ratio_median": 1.0}])
-    first = sb.target_check(summary, {t.name: t})[0]
+    first = scoring.target_check(summary, {t.name: t})[0]
     assert first["met"] == "no" and "PARTIAL table" in first["numbers"]
 
 
 def test_missing_strategies_are_skipped_loudly():
-    run, skipped = sb.split_strategies(["ehvi", "random", "simulated-annealing"])
+    run, skipped = compare.split_strategies(["ehvi", "random", "simulated-annealing"])
     assert run == ["ehvi", "random"]
     assert "unknown strategy" in skipped["simulated-annealing"]
 

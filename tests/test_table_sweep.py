@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from conftest import REPO, load_test_config, write_config
-from vllm_mobo.benchmark.table_sweep import record_crash
-from vllm_mobo.replay import ReplayTable
+from vllm_mobo.replay.sweep import record_crash
+from vllm_mobo.replay.table import ReplayTable
 
 
 @pytest.mark.engine

@@ -7,7 +7,7 @@ end of its job).
 WORKDIR as set up by ``restore_search.py`` (config.yaml with the ``profile.configs`` that were profiled, and the
 fetched ``results/<run>/profiles/<candidate>/`` folders). Nothing is measured or run here: every selected
 configuration must have a finished profile with the same settings (its ``profiled.json``), which
-:func:`vllm_mobo.profiling.profile_all` then reuses (``profile.reuse``); a configuration without one is an error
+:func:`vllm_mobo.profiling.run.profile_all` then reuses (``profile.reuse``); a configuration without one is an error
 naming it, so that no row says "profiled" for a profile that was not taken.
 """
 
@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from vllm_mobo.analysis import load_records
+from vllm_mobo.records import load_records
 from vllm_mobo.config import load_config
-from vllm_mobo.profiling import profile_all, profile_key, select_configs
+from vllm_mobo.profiling.configs import select_configs
+from vllm_mobo.profiling.run import profile_all, profile_key
 
 
 def main(argv: list[str]) -> int:

@@ -18,7 +18,7 @@ import time
 import pynvml
 import torch
 
-from vllm_mobo.energy import EnergySession, summarize
+from vllm_mobo.measure.energy import EnergySession, summarize
 
 
 def power_integral(handle, stop: threading.Event, out: dict, interval: float = 0.02) -> None:

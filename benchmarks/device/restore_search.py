@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     model = cfg["workload"]["model"]
     if "architecture" in model and not (run_dir / "model" / "config.json").exists():
         # what the model_config rule writes: written here so that no benchmark looks older than its input
-        from vllm_mobo.benchmark.model import write_model_dir
+        from vllm_mobo.measure.model import write_model_dir
 
         write_model_dir(model, run_dir / "model")
     if results:

@@ -6,7 +6,7 @@ benchmark energy, each strategy needs to find the true Pareto front.
         --seeds 10 --budget 50 --jobs 2
 
 Writes traces.csv, summary.csv/.md/.tex, target_check.csv, settings.json and figures/ under --out, and the PDF
-report (report/optimizer-benchmark.pdf unless --pdf none). The logic is vllm_mobo.strategy_benchmark; the same
+report (report/optimizer-benchmark.pdf unless --pdf none). The logic is vllm_mobo.replay.compare; the same
 benchmark is the Snakemake target `optimizer_benchmark` (workflow/rules/optimizer_benchmark.smk).
 """
 
@@ -19,7 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))  # runnable from a checkout without installing the package
 
-from vllm_mobo.strategy_benchmark import STRATEGIES, Settings, run_benchmark  # noqa: E402
+from vllm_mobo.replay.compare import Settings, run_benchmark  # noqa: E402
+from vllm_mobo.replay.scoring import STRATEGIES  # noqa: E402
 
 DEFAULT_TABLE = REPO / "benchmarks" / "replay" / "tables" / "cpu-2core-tiny-llama"
 

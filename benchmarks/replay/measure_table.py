@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Measure a replay table: every valid configuration of CONFIG's search space (and vLLM's default) with the real
-engine, then write table.csv, repeats.csv and meta.yaml (the format of vllm_mobo.replay).
+engine, then write table.csv, repeats.csv and meta.yaml (the format of vllm_mobo.replay.table).
 
     .venv/bin/python benchmarks/replay/measure_table.py config.yaml benchmarks/replay/tables/NAME \
         --description "..." [--max-engines 20] [--repeat-candidates 12 --repeats 2]
 
-Runs `python -m vllm_mobo.benchmark.table_sweep` again and again (at most --max-engines engines per process)
+Runs `python -m vllm_mobo.replay.sweep` again and again (at most --max-engines engines per process)
 until every run has a file; a process that dies mid-candidate gets that candidate recorded as a crash. Resumable:
 run the same command again after an interruption.
 """
@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vllm_mobo.benchmark.table_sweep import MORE_TO_DO, record_crash, write_table
+from vllm_mobo.replay.sweep import MORE_TO_DO, record_crash, write_table
 from vllm_mobo.config import load_config
 
 
@@ -32,7 +32,7 @@ def main() -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     crashes_in_a_row = 0
     while True:
-        proc = subprocess.run([sys.executable, "-m", "vllm_mobo.benchmark.table_sweep", args.config,
+        proc = subprocess.run([sys.executable, "-m", "vllm_mobo.replay.sweep", args.config,
                                str(args.out_dir), "--max-engines", str(args.max_engines),
                                "--repeat-candidates", str(args.repeat_candidates), "--repeats", str(args.repeats)])
         if proc.returncode == 0:

@@ -1,4 +1,4 @@
-"""Load ``config.yaml`` and validate it against ``workflow/schemas/config.schema.yaml``.
+"""Load ``config.yaml`` and validate it against the packaged JSON schema (``workflow/schemas/config.schema.yaml``).
 
 A malformed config raises :class:`ConfigError` with one message per problem, each naming the key (as a dotted
 path) and what is allowed, before any job starts.
@@ -13,7 +13,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+from .resources import resource
+
+SCHEMA_PATH = resource("config.schema.yaml")
 
 
 class ConfigError(ValueError):

@@ -5,9 +5,10 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
-from vllm_mobo.benchmark.hardware import resolve_device
+from vllm_mobo.hardware import resolve_device
 from vllm_mobo.config import load_schema, validate_config
-from vllm_mobo.space import devices_used
+from vllm_mobo.resources import resource
+from vllm_mobo.search.space import devices_used
 
 min_version("9.0")
 
@@ -85,7 +86,7 @@ def candidate_devices(wildcards):
 # submitted rules are checked against `sinfo`, and a mismatch stops the run with one line per problem naming the
 # setting; locally, the `gpu` resource is capped at the GPUs present (unless --resources gpu=N is given).
 # Snakemake keeps one onstart handler: add other start-up steps here rather than in a second `onstart:`.
-from vllm_mobo.cluster import preflight as cluster_preflight
+from vllm_mobo.slurm.preflight import preflight as cluster_preflight
 
 
 onstart:

@@ -5,7 +5,7 @@
 # Settings: the `optimizer_benchmark:` block of the config (defaults in workflow/schemas/config.schema.yaml). The
 # same benchmark runs without Snakemake: benchmarks/optimizer/compare_strategies.py.
 
-from vllm_mobo.strategy_benchmark import table_names
+from vllm_mobo.replay.compare import table_names
 
 OB = config["optimizer_benchmark"]
 OB_OUT = OB["out"]
@@ -15,7 +15,7 @@ rule optimizer_benchmark:
     input:
         tables=[f"{t}/table.csv" for t in OB["tables"]],
         meta=[f"{t}/meta.yaml" for t in OB["tables"]],
-        template=workflow.source_path("../../report/optimizer_benchmark.tex"),
+        template=resource("optimizer_benchmark.tex"),
     output:
         traces=f"{OB_OUT}/traces.csv",
         summary=f"{OB_OUT}/summary.csv",

@@ -1,11 +1,11 @@
-# Nsight Systems profiles of the highlighted configurations after the search (issue 7; src/vllm_mobo/profiling.py).
+# Nsight Systems profiles of the highlighted configurations after the search (src/vllm_mobo/profiling/).
 # `profile` runs the energy-optimal, throughput-optimal and knee configurations and vLLM's default once more under
 # `nsys profile` (profile.* in the config) and reduces the `nsys stats` exports to a per-GPU breakdown; without
 # nsys or a GPU it profiles nothing and status.csv says why ("not profiled: nsys not found"), so the pipeline goes
 # on. `profile_report` draws the figure and writes the explanation both reports show. The .nsys-rep files and CSV
 # exports stay under results/<run>/profiles/<candidate>/ (not declared outputs: which candidates is data).
 
-from vllm_mobo.cluster import max_devices_requested
+from vllm_mobo.slurm.preflight import max_devices_requested
 
 PROFILES = f"{RESULTS}/profiles"
 # GPUs the profile job holds (it profiles one configuration at a time): the most any configuration of the

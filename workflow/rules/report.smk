@@ -76,7 +76,7 @@ rule latex_source:
         metrics=all_metrics,
         proposals=all_proposals,
         figures=[f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
-        template=workflow.source_path("../../report/template.tex"),
+        template=resource("report.tex"),
         # The profiling section (workflow/rules/profile.smk).
         profile_status=f"{RESULTS}/profiles/status.csv",
         profile_breakdown=f"{RESULTS}/profiles/breakdown.csv",

@@ -4,7 +4,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from vllm_mobo.results import hypervolume_by_iteration, observations_table, pareto_table
+from vllm_mobo.report.tables import hypervolume_by_iteration, observations_table, pareto_table
 
 objectives = snakemake.config["objectives"]
 obs = observations_table(snakemake.input.metrics, list(snakemake.config["search_space"]))

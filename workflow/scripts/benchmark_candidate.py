@@ -2,7 +2,7 @@
 
 import sys
 
-from vllm_mobo.benchmark.runner import run_candidate
+from vllm_mobo.measure.runner import run_candidate
 from vllm_mobo.io import read_json
 
 proposal = read_json(snakemake.input.proposal)

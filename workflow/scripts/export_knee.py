@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from vllm_mobo.analysis import energy_qualifier, load_records
-from vllm_mobo.report import knee_export
+from vllm_mobo.records import load_records
+from vllm_mobo.report.energy import energy_qualifier
+from vllm_mobo.report.export import knee_export
 
 command, engine_args = knee_export(
     pd.read_csv(snakemake.input.pareto),

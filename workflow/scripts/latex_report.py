@@ -1,4 +1,4 @@
-"""The LaTeX source of the run's report, from its results (src/vllm_mobo/report.py fills report/template.tex)."""
+"""The LaTeX source of the run's report, from its results (vllm_mobo.report.latex fills the packaged report.tex)."""
 
 import sys
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from vllm_mobo.analysis import load_records
+from vllm_mobo.records import load_records
 from vllm_mobo.io import read_json
-from vllm_mobo.profiling import latex_section
-from vllm_mobo.report import latex_context, render_latex, rst_caption
+from vllm_mobo.profiling.explain import latex_section
+from vllm_mobo.report.latex import latex_context, render_latex, rst_caption
 
 inp, params = snakemake.input, snakemake.params
 figures = {name: (path, rst_caption(params.captions[name])) for name, path in zip(params.figure_names, inp.figures)}

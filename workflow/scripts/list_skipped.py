@@ -4,7 +4,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from vllm_mobo.search import platform_for, valid_and_skipped
+from vllm_mobo.search.plan import platform_for, valid_and_skipped
 
 platform = platform_for(snakemake.config)
 space, valid, skipped = valid_and_skipped(snakemake.config, platform)

@@ -1,11 +1,11 @@
-"""The optimiser benchmark as a Snakemake job (rule optimizer_benchmark): vllm_mobo.strategy_benchmark does it all."""
+"""The optimiser benchmark as a Snakemake job (rule optimizer_benchmark): vllm_mobo.replay.compare does it all."""
 
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 sys.stdout = sys.stderr
 
-from vllm_mobo.strategy_benchmark import Settings, run_benchmark
+from vllm_mobo.replay.compare import Settings, run_benchmark
 
 p = snakemake.params
 run_benchmark(p.tables, Settings(**p.settings), p.out, jobs=max(1, snakemake.threads),

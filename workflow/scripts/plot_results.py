@@ -6,8 +6,9 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd
 
-from vllm_mobo.analysis import enrich_observations, load_records
-from vllm_mobo.plots import (
+from vllm_mobo.records import load_records
+from vllm_mobo.report.analysis import enrich_observations
+from vllm_mobo.report.plots import (
     energy_sources_figure,
     hypervolume_figure,
     knob_effects_figure,

@@ -1,4 +1,4 @@
-"""Profile the highlighted configurations under Nsight Systems, or say why not (src/vllm_mobo/profiling.py).
+"""Profile the highlighted configurations under Nsight Systems, or say why not (vllm_mobo.profiling.run).
 Never fails the pipeline for a missing nsys/GPU or a failed profile: status.csv records it."""
 
 import sys
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from vllm_mobo.analysis import load_records
-from vllm_mobo.profiling import profile_all
+from vllm_mobo.records import load_records
+from vllm_mobo.profiling.run import profile_all
 
 inp, out, params = snakemake.input, snakemake.output, snakemake.params
 status, breakdown = profile_all(snakemake.config, pd.read_csv(inp.pareto), load_records(inp.metrics),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vllm_mobo.profiling import breakdown_figure, explain, read_tables
+from vllm_mobo.profiling.explain import breakdown_figure, explain, read_tables
 
 inp, out, params = snakemake.input, snakemake.output, snakemake.params
 status, breakdown = read_tables(inp.status, inp.breakdown)

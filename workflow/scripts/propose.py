@@ -1,11 +1,11 @@
-"""Checkpoint script: the next iteration's candidates from every result so far (vllm_mobo.search)."""
+"""Checkpoint script: the next iteration's candidates from every result so far (vllm_mobo.search.plan)."""
 
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
 from vllm_mobo.io import read_json, write_json_atomic
-from vllm_mobo.search import plan_iteration, platform_for
+from vllm_mobo.search.plan import plan_iteration, platform_for
 
 iteration = snakemake.params.iteration
 records = [read_json(p) for p in snakemake.input.metrics]

@@ -5,6 +5,6 @@ from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from vllm_mobo.benchmark.model import write_model_dir
+from vllm_mobo.measure.model import write_model_dir
 
 write_model_dir(snakemake.params.model, Path(snakemake.output[0]).parent)

@@ -1,0 +1,157 @@
+"""The benchmark worker for offline batch mode: run in its own process by :mod:`.runner`.
+
+``python -m vllm_mobo.measure.offline SPEC.json RESULT.json`` builds ``vllm.LLM`` with the candidate's engine
+arguments, generates a warm-up batch (not timed), then times ``generate`` over the whole workload with the energy
+meters running over exactly that window, and writes the raw measurements to RESULT.json. vLLM spawns its engine
+and worker processes, hence the ``__main__`` guard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .energy import EnergySession, summarize
+from ..io import write_json_atomic
+from .workload import make_requests
+
+#: Engine settings vLLM resolved, read back after start-up: (section of VllmConfig, attribute, engine-arg name).
+#: NVTX ranges around the warm-up and the measured ``generate`` call; profiling reads the window from them.
+NVTX_WARMUP = "vllm-mobo:warmup"
+NVTX_MEASURE = "vllm-mobo:measure"
+
+RESOLVED_FIELDS = [
+    ("scheduler_config", "max_num_seqs", "max_num_seqs"),
+    ("scheduler_config", "max_num_batched_tokens", "max_num_batched_tokens"),
+    ("scheduler_config", "enable_chunked_prefill", "enable_chunked_prefill"),
+    ("scheduler_config", "chunked_prefill_enabled", "enable_chunked_prefill"),
+    ("cache_config", "block_size", "block_size"),
+    ("cache_config", "enable_prefix_caching", "enable_prefix_caching"),
+    ("parallel_config", "tensor_parallel_size", "tensor_parallel_size"),
+    ("parallel_config", "pipeline_parallel_size", "pipeline_parallel_size"),
+    ("model_config", "max_model_len", "max_model_len"),
+    ("model_config", "dtype", "dtype"),
+]
+
+
+def resolved_engine_args(llm) -> dict:
+    """The values vLLM actually used (its defaults filled in), as far as this vLLM version exposes them."""
+    engine = getattr(llm, "llm_engine", None)
+    vconf = getattr(engine, "vllm_config", None)
+    out = {}
+    for section, attr, name in RESOLVED_FIELDS:
+        value = getattr(getattr(vconf, section, None), attr, None)
+        if value is not None and name not in out:
+            out[name] = value if isinstance(value, (bool, int, float)) else str(value)
+    return out
+
+
+def nvtx_range(name: str):
+    """An NVTX range (``vllm-mobo:warmup``, ``vllm-mobo:measure``) that Nsight Systems profiles are cut to
+    (vllm_mobo.profiling); a no-op context without CUDA (the CPU build) and nearly free when no profiler listens."""
+    import contextlib
+
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.nvtx.range(name)
+    except Exception:  # no NVTX in this torch build
+        pass
+    return contextlib.nullcontext()
+
+
+def run(spec: dict) -> dict:
+    """Start the engine of ``spec``, measure it once (:func:`measure`) and return the result."""
+    from vllm import LLM
+
+    t_start = time.perf_counter()
+    extra = {}
+    if spec.get("cuda_profiler"):
+        # Under Nsight Systems (vllm_mobo.profiling): every engine worker calls cudaProfilerStart/Stop around the
+        # measured window, and nsys flushes each process's CUDA trace at the stop (--flush-on-cudaprofilerstop,
+        # on by default), so kernels of workers that vLLM's shutdown later kills are not lost.
+        extra["profiler_config"] = {"profiler": "cuda"}
+    llm = LLM(model=spec["model"], **spec["engine_args"], **extra)
+    engine_init_s = time.perf_counter() - t_start
+    print(f"[vllm-mobo] engine ready in {engine_init_s:.1f} s", flush=True)
+    return measure(llm, spec, engine_init_s)
+
+
+def measure(llm, spec: dict, engine_init_s: float) -> dict:
+    """Warm up (untimed) then time ``generate`` over the whole workload with the energy meters running over exactly
+    that window; the raw measurements, energy, timing and the engine arguments vLLM resolved."""
+    from vllm import SamplingParams
+
+    t_ready = time.perf_counter()
+
+    def as_inputs(requests):
+        prompts = [{"prompt_token_ids": r.prompt_token_ids} for r in requests]
+        params = [SamplingParams(max_tokens=r.output_len, min_tokens=r.output_len, ignore_eos=True,
+                                 temperature=0.0, detokenize=False) for r in requests]
+        return prompts, params
+
+    warm = make_requests(spec["workload"], spec["vocab_size"], count=spec["warmup_prompts"], seed_offset=1)
+    if warm:
+        prompts, params = as_inputs(warm)
+        with nvtx_range(NVTX_WARMUP):
+            llm.generate(prompts, params, use_tqdm=False)
+    t_warm = time.perf_counter()
+    if spec.get("cooldown_s"):
+        time.sleep(spec["cooldown_s"])
+
+    requests = make_requests(spec["workload"], spec["vocab_size"])
+    prompts, params = as_inputs(requests)
+    meters = EnergySession.from_config(spec["energy"], root_pid=os.getpid(), gpu_indices=spec.get("gpu_indices") or None)
+    print(f"[vllm-mobo] timed generate: {len(requests)} requests", flush=True)
+    if spec.get("cuda_profiler"):
+        llm.start_profile()  # returns once every worker has called cudaProfilerStart
+    meters.start()
+    t0 = time.perf_counter()
+    with nvtx_range(NVTX_MEASURE):
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+    elapsed = time.perf_counter() - t0
+    readings = meters.stop()
+    if spec.get("cuda_profiler"):
+        llm.stop_profile()  # each worker's cudaProfilerStop: nsys flushes its CUDA trace now
+
+    prompt_tokens = sum(len(r.prompt_token_ids) for r in requests)
+    output_tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    energy = summarize(readings)
+    return {
+        "measurements": {
+            "num_requests": len(requests),
+            "prompt_tokens": prompt_tokens,
+            "output_tokens": output_tokens,
+            "elapsed_s": elapsed,
+            "output_tokens_per_s": output_tokens / elapsed,
+            "total_tokens_per_s": (prompt_tokens + output_tokens) / elapsed,
+            "requests_per_s": len(requests) / elapsed,
+            "energy_j": energy["total_j"],
+            "joules_per_output_token": energy["total_j"] / output_tokens,
+            "joules_per_token": energy["total_j"] / (prompt_tokens + output_tokens),
+        },
+        "energy": energy,
+        "timing": {"engine_init_s": engine_init_s, "warmup_s": t_warm - t_ready, "measured_s": elapsed},
+        "resolved_engine_args": resolved_engine_args(llm),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec_path, result_path = Path(argv[0]), Path(argv[1])
+    spec = json.loads(spec_path.read_text())
+    result = run(spec)
+    write_json_atomic(result_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: vLLM's shutdown can hang; the runner kills the process group afterwards.
+    os._exit(code)

@@ -1,0 +1,249 @@
+"""vLLM's OpenAI-compatible API server for one candidate: a free loopback port, start, health check, stop, and
+the engine settings it resolved (read from its log)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .failure import BenchmarkFailure
+from .supervisor import kill_group, terminate_with_parent
+
+HOST = "127.0.0.1"
+PORT_ATTEMPTS = 3
+_ADDRESS_IN_USE = "Address already in use"
+
+
+# --------------------------------------------------------------------------------------------------- ports
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    """Whether a listening socket could bind ``host:port`` now (with SO_REUSEADDR, as vLLM's server binds)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = HOST) -> int:
+    """A port the kernel reports free now (another process may still take it before the server binds it: the
+    server's start is then retried on a new port, see :func:`start_server`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def choose_port(requested: int, host: str = HOST) -> tuple[int, str | None]:
+    """``requested`` if it is free; otherwise (or for 0) a free port, with a note saying so."""
+    if requested and port_is_free(requested, host):
+        return requested, None
+    port = free_port(host)
+    return port, (f"port {requested} on {host} is taken; using free port {port} instead" if requested else None)
+
+
+# ------------------------------------------------------------------------------------------- server command
+
+
+def _serve_parser():
+    """vLLM's own argument parser of the API server, or None if this vLLM version hides it."""
+    try:
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+    except ImportError:  # older vLLM
+        try:
+            from vllm.utils import FlexibleArgumentParser
+        except ImportError:
+            return None
+    for module in ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"):
+        try:
+            make = importlib.import_module(module).make_arg_parser
+        except (ImportError, AttributeError):
+            continue
+        try:
+            return make(FlexibleArgumentParser())
+        except Exception:  # noqa: BLE001 - a parser we cannot build only costs the introspection
+            return None
+    return None
+
+
+def engine_cli_args(engine_args: dict, parser=None) -> list[str]:
+    """Engine arguments (``vllm.EngineArgs`` names and Python values, as offline mode passes them to
+    ``vllm.LLM``) as API-server flags. Booleans become ``--x``/``--no-x`` (``store_true`` flags: ``--x`` or
+    nothing), dicts and lists JSON; ``None`` is left out. An unknown argument is passed through as ``--x value``
+    and the server rejects it (a failed candidate with the server's message)."""
+    actions = {opt: a for a in (parser._actions if parser else []) for opt in a.option_strings}
+    out: list[str] = []
+    for key, value in engine_args.items():
+        if value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        action = actions.get(flag)
+        if isinstance(value, bool):
+            if isinstance(action, argparse._StoreTrueAction):
+                if value:
+                    out.append(flag)
+            elif isinstance(action, argparse._StoreFalseAction):
+                if not value:
+                    out.append(flag)
+            elif action is None or isinstance(action, argparse.BooleanOptionalAction):
+                out.append(flag if value else f"--no-{flag[2:]}")
+            else:
+                out += [flag, str(value).lower()]
+        elif isinstance(value, (dict, list)):
+            out += [flag, json.dumps(value)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def server_command(model: str, engine_args: dict, port: int, parser=None, host: str = HOST) -> list[str]:
+    args = {k: v for k, v in engine_args.items() if k not in ("model", "host", "port")}
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", host,
+           "--port", str(port), *engine_cli_args(args, parser)]
+    if parser is not None and any("--disable-uvicorn-access-log" in a.option_strings for a in parser._actions):
+        cmd.append("--disable-uvicorn-access-log")  # one line per request otherwise
+    return cmd
+
+
+# ---------------------------------------------------------------------------------------------------- server
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def _last_error(tail: str) -> str:
+    lines = [l.strip() for l in tail.splitlines() if l.strip()]
+    errors = [l for l in lines if "Error" in l or "error:" in l or "Exception" in l]
+    return ((errors or lines or ["(empty log)"])[-1])[:500]
+
+
+class Server:
+    """One API server process (group) with its log; :meth:`stop` is idempotent."""
+
+    def __init__(self, cmd: list[str], port: int, log_path: Path, env: dict | None = None,
+                 pid_file: Path | None = None):
+        self.cmd, self.port, self.log_path, self.env, self.pid_file = cmd, port, Path(log_path), env, pid_file
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            log.write(f"[vllm-mobo] server command: {' '.join(self.cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env, start_new_session=True,
+                                         preexec_fn=terminate_with_parent)
+        if self.pid_file:
+            self.pid_file.write_text(str(self.proc.pid))
+
+    def wait_healthy(self, timeout_s: float, poll_s: float = 0.5) -> float:
+        """Seconds until ``GET /health`` answered 200. Raises :class:`BenchmarkFailure` (``server_exit``, with
+        ``address_in_use`` set when the port was taken, or ``server_timeout``)."""
+        t0 = time.monotonic()
+        url = f"http://{HOST}:{self.port}/health"
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                tail = _tail(self.log_path)
+                exc = BenchmarkFailure("server_exit", f"the API server exited with status {code} before it was "
+                                       f"healthy: {_last_error(tail)}", tail)
+                exc.address_in_use = _ADDRESS_IN_USE in tail
+                raise exc
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - t0
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() - t0 > timeout_s:
+                tail = _tail(self.log_path)
+                raise BenchmarkFailure("server_timeout", f"the API server was not healthy after {timeout_s:g} s "
+                                       f"(benchmark.online.server_start_timeout_s); last log line: "
+                                       f"{_last_error(tail)}", tail)
+            time.sleep(poll_s)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        kill_group(self.proc.pid, reap=self.proc.poll)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def start_server(spec: dict, parser, env: dict | None = None) -> tuple[Server, float, list[str]]:
+    """Start a server and wait until healthy; returns (server, seconds to healthy, port notes). A server that
+    fails to bind its port (another process took it after it was chosen) is restarted on a new free port, up
+    to :data:`PORT_ATTEMPTS` times."""
+    online = spec["online"]
+    notes = []
+    requested = int(online.get("port", 0))
+    for attempt in range(PORT_ATTEMPTS):
+        port, note = choose_port(requested if attempt == 0 else 0)
+        if note:
+            notes.append(note)
+            print(f"[vllm-mobo] {note}", flush=True)
+        if spec.get("server_command"):  # tests: a stand-in server, "{port}" replaced by the port
+            cmd = [a.replace("{port}", str(port)) for a in spec["server_command"]]
+        else:
+            cmd = server_command(spec["model"], spec["engine_args"], port, parser)
+        server = Server(cmd, port, Path(spec["server_log"]), env=env,
+                        pid_file=Path(spec["server_pid_file"]) if spec.get("server_pid_file") else None)
+        server.start()
+        print(f"[vllm-mobo] API server pid {server.pid} starting on {HOST}:{port}", flush=True)
+        try:
+            return server, server.wait_healthy(online["server_start_timeout_s"]), notes
+        except BenchmarkFailure as exc:
+            server.stop()
+            if getattr(exc, "address_in_use", False) and attempt + 1 < PORT_ATTEMPTS:
+                notes.append(f"port {port} was taken when the server bound it; retrying on another port")
+                print(f"[vllm-mobo] {notes[-1]}", flush=True)
+                continue
+            raise
+        except BaseException:  # interrupted (SIGTERM/SIGINT raise SystemExit) while waiting: stop it too
+            server.stop()
+            raise
+    raise AssertionError("unreachable")
+
+
+#: Values the engine prints at start-up ("Initializing a V1 LLM engine ... with config: ..."), as engine args.
+_LOG_FIELDS = {"enable_prefix_caching": "enable_prefix_caching", "enable_chunked_prefill": "enable_chunked_prefill",
+               "tensor_parallel_size": "tensor_parallel_size", "pipeline_parallel_size": "pipeline_parallel_size",
+               "max_seq_len": "max_model_len", "dtype": "dtype"}
+
+
+def resolved_from_log(log_path: Path) -> dict:
+    """The engine settings the server resolved, read from its start-up log (the server runs in another process,
+    so ``LLM.llm_engine.vllm_config`` is out of reach): the engine's config line, and the scheduler's
+    ``max_num_batched_tokens`` line. Fields this vLLM version does not print are absent."""
+    text = Path(log_path).read_text(errors="replace") if Path(log_path).exists() else ""
+    out: dict = {}
+    line = next((l for l in text.splitlines() if "with config:" in l), "")
+    for field, name in _LOG_FIELDS.items():
+        m = re.search(rf"\b{field}=([^,\s]+)", line)
+        if m:
+            v = m.group(1)
+            out[name] = {"True": True, "False": False}.get(v, int(v) if v.isdigit() else v)
+    m = re.search(r"max_num_batched_tokens=(\d+)", text)
+    if m:
+        out["max_num_batched_tokens"] = int(m.group(1))
+    return out

@@ -1,0 +1,64 @@
+"""The chosen configurations as something to deploy: ``vllm serve`` commands and ``--config`` YAML files.
+
+The flags come from :mod:`vllm_mobo.engine_args`, the same translation the online benchmark launches its server
+with, so the exported command is the configuration that was measured.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import yaml
+
+from ..engine_args import serve_command
+from ..records import Record, metric_label, record_index
+from .analysis import fmt
+from .baseline import role_label, roles
+
+
+def engine_args_yaml(engine_args: dict, header: str = "") -> str:
+    """The engine arguments as a ``vllm serve --config`` YAML file (dashed keys, as vLLM's CLI names them)."""
+    body = yaml.safe_dump({k.replace("_", "-"): v for k, v in engine_args.items() if v is not None},
+                          sort_keys=False, default_flow_style=False)
+    head = "".join(f"# {line}\n" for line in header.splitlines())
+    return head + body
+
+
+def serve_model(record: Record, model_dir: str | None) -> str:
+    """The model argument of ``vllm serve`` for a record: the model path, or the run's model directory for
+    architecture models run with dummy weights."""
+    model = record.model or ""
+    if model.startswith("architecture"):
+        return str(model_dir)
+    return model
+
+
+def pareto_commands(pareto: pd.DataFrame, records: list[Record], model_dir: str | None) -> pd.DataFrame:
+    """For every Pareto configuration: its ``vllm serve`` command line."""
+    index = record_index(records)
+    rows = []
+    for _, r in pareto.iterrows():
+        rec = index[(int(r["iteration"]), r["candidate"])]
+        rows.append({"candidate": r["candidate"], "command": serve_command(serve_model(rec, model_dir), rec.engine_args)})
+    return pd.DataFrame(rows, columns=["candidate", "command"])
+
+
+def knee_export(pareto: pd.DataFrame, records: list[Record], objectives: list[dict], model_dir: str,
+                run: str, energy_qualifier: str) -> tuple[str, str]:
+    """(``vllm serve`` command file, engine-args YAML) of the knee of the front; comments say what it is."""
+    found = roles(pareto, objectives)
+    if "knee" not in found:
+        msg = f"run {run}: no configuration ran successfully, so there is no knee configuration to export"
+        return f"# {msg}\n", f"# {msg}\n{{}}\n"
+    knee = found["knee"]
+    row = pareto[pareto["candidate"] == knee].iloc[0]
+    rec = record_index(records)[(int(row["iteration"]), row["candidate"])]
+    model = serve_model(rec, model_dir)
+    values = ", ".join(f"{fmt(row[o['metric']])} {metric_label(o['metric'])}" for o in objectives)
+    also = [role_label(r) for r, n in found.items() if n == knee and r != "knee"]
+    head = (f"knee of the Pareto front of run {run}: {knee}" + (f" (also {', '.join(also)})" if also else "")
+            + f"\nbenchmark result in the run: {values} (energy {energy_qualifier})"
+            + f"\nvLLM {rec.software.get('vllm', '?')} on {rec.device or '?'}")
+    command = "".join(f"# {line}\n" for line in head.splitlines()) + serve_command(model, rec.engine_args,
+                                                                                   multiline=True) + "\n"
+    yml = engine_args_yaml(rec.engine_args, head + f"\nuse: vllm serve {model} --config <this file>")
+    return command, yml

@@ -1,0 +1,184 @@
+"""The LaTeX report of a run, filled from the run's files.
+
+``latex_context`` gathers everything the packaged template ``report.tex`` shows (from ``observations.csv``,
+``pareto.csv``, the ``metrics.json`` records, the proposals and the run's config); ``render_latex`` fills the
+template with Jinja2, escaping every value for LaTeX unless it is already LaTeX (:class:`Raw`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from ..engine_args import flag_groups, to_flags
+from ..records import Record, metric_label, record_index
+from .analysis import enrich_observations, fmt, latex_escape, limitations, platform_table, search_summary
+from .baseline import default_comparison, default_text, role_label, roles
+from .energy import energy_by_source, energy_qualifier, energy_text, estimated_sources
+from .export import serve_model
+from .knobs import knob_importance, knob_text
+from ..search.optimizer.strategies import DESCRIPTIONS
+
+
+class Raw(str):
+    """A string that is already LaTeX: the template inserts it as it is."""
+
+
+def load_text(config: dict, records: list[Record]) -> str:
+    """What each benchmark sent the engine: the prompts of offline mode, or the requests and rates of online mode."""
+    workload = config["workload"]
+    modes = {r.mode for r in records} or {config["benchmark"].get("mode", "offline")}
+    parts = []
+    if "offline" in modes:
+        parts.append(f"offline: {workload['num_prompts']} prompts submitted at once")
+    if "online" in modes:
+        online = config["benchmark"].get("online") or {}
+        rates = online.get("request_rates", [])
+        shown = " and ".join("all at once" if str(r) == "inf" else f"at {r:g}/s" for r in rates)
+        poisson = " (Poisson arrivals)" if any(str(r) != "inf" for r in rates) else ""
+        parts.append(f"online: {online.get('num_prompts') or workload['num_prompts']} requests per rate sent to "
+                     f"vLLM's OpenAI-compatible server {shown or 'at the configured rates'}{poisson}")
+    return "; ".join(parts)
+
+
+def _finalize(value):
+    if value is None:
+        return ""
+    if isinstance(value, Raw):
+        return value
+    return latex_escape(fmt(value) if not isinstance(value, str) else value)
+
+
+def latex_command(model: str, engine_args: dict) -> Raw:
+    """A ``vllm serve`` command for LaTeX: typewriter, each ``--flag value`` kept on one line."""
+    pieces = [f"vllm serve {model}", *(" ".join(g) for g in flag_groups(to_flags(engine_args)))]
+    return Raw(r"\texttt{" + " ".join(r"\mbox{" + latex_escape(p) + "}" for p in pieces) + "}")
+
+
+def rst_caption(path: str | Path) -> str:
+    """A caption of the HTML report (reStructuredText) as plain text, so both reports share one caption."""
+    text = Path(path).read_text()
+    text = re.sub(r"``([^`]*)``", r"\1", text)
+    text = re.sub(r"\*+([^*]+)\*+", r"\1", text)
+    return " ".join(text.split())
+
+
+def _short_header(column: str) -> str:
+    """Narrow column headers for the knob table: ``spread % output_tokens_per_s`` -> ``spread % tokens/s``."""
+    for metric, short in (("output_tokens_per_s", "tokens/s"), ("joules_per_output_token", "J/token")):
+        column = column.replace(metric, short)
+    return column.replace("values evaluated", "values").replace("best value for", "best for")
+
+
+def _vs_default(pct: float) -> str:
+    """``1.5% better`` / ``3.0% worse`` / empty when there is no default to compare with."""
+    if pd.isna(pct):
+        return ""
+    return f"{abs(pct):.1f}% {'better' if pct >= 0 else 'worse'}"
+
+
+def table(df: pd.DataFrame) -> dict:
+    """A table for the template: column names and rows of cell values (formatted later, then escaped)."""
+    return {"columns": [str(c) for c in df.columns], "rows": df.values.tolist()}
+
+
+def pareto_rows(pareto: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
+    """The Pareto table of the PDF: candidate, objectives (formatted as :func:`vllm_mobo.report.analysis.fmt` does) and the
+    energy provenance; the knob values are in each configuration's command line."""
+    cols = ["candidate"] + [o["metric"] for o in objectives] + ["energy_provenance"]
+    out = pareto.reindex(columns=cols).map(lambda v: "" if isinstance(v, float) and pd.isna(v) else fmt(v))
+    return out.rename(columns={o["metric"]: metric_label(o["metric"]) for o in objectives}
+                      | {"energy_provenance": "energy provenance"})
+
+
+def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record], proposals: list[dict],
+                  config: dict, model_dir: str, figures: dict[str, tuple[str, str]],
+                  skipped: pd.DataFrame | None = None, profile: dict | None = None) -> dict:
+    """Everything the template shows. ``figures``: name -> (PDF path, caption text). ``profile``: the profiling
+    section (:func:`vllm_mobo.profiling.explain.latex_section`), None to leave it out."""
+    objectives, space = config["objectives"], config["search_space"]
+    keys = list(space)
+    obs = enrich_observations(obs, records, ["tensor_parallel_size", "pipeline_parallel_size"])
+    summary = search_summary(obs, proposals)
+    found = roles(pareto, objectives)
+    knee = found.get("knee")
+    ctx = {
+        "run": config["run"],
+        "objectives": [{"label": metric_label(o["metric"]), "metric": o["metric"], "direction": o["direction"]}
+                       for o in objectives],
+        "energy_qualifier": energy_qualifier(obs),
+        "estimated_sources": [s.upper() for s in estimated_sources(obs)],
+        "summary": summary,
+        "optimizer": config.get("optimizer", {}),
+        "workload": {k: v for k, v in config["workload"].items() if k != "model"},
+        "model": (records[0].model if records else "") or "",
+        "mode": ", ".join(sorted({r.mode for r in records})),
+        "load": load_text(config, records),
+        "strategy_text": DESCRIPTIONS.get(summary.get("strategy") or "", "by the strategy's own rule"),
+        "space_table": {"columns": ["engine argument", "values searched"],
+                        "rows": [[k, ", ".join(fmt(v) for v in vals)] for k, vals in space.items()]},
+        "fixed_args": [{"arg": k, "value": fmt(v)} for k, v in (config.get("engine_args") or {}).items()],
+        "skipped": 0 if skipped is None else len(skipped),
+        "platform": table(platform_table(records)),
+        "figures": [{"name": Raw(n.replace("_", "-")), "path": Raw(Path(p).as_posix()), "caption": c} for n, (p, c) in figures.items()],
+        "default_text": default_text(obs, pareto, objectives),
+        "knob_text": knob_text(obs, keys, objectives),
+        "energy_text": energy_text(obs, records),
+        "limitations": limitations(obs, records, keys, summary),
+        "pareto": table(pareto_rows(pareto, objectives)),
+        "roles": {role_label(r): n for r, n in found.items()},
+        "knee": None,
+        "alternatives": [{"candidate": n, "role": role_label(r)} for r, n in found.items() if n != knee],
+        "commands": [],
+        "profile": profile,
+    }
+    imp = knob_importance(obs, keys, objectives)
+    if not imp.empty:
+        cols = ["knob", "values evaluated"] + [f"spread % {o['metric']}" for o in objectives] \
+            + [f"best value for {o['metric']}" for o in objectives]
+        ctx["knobs"] = table(imp[cols].rename(columns=_short_header).map(fmt))
+    else:
+        ctx["knobs"] = None
+    e = energy_by_source(obs)
+    if not e.empty:
+        share = e.groupby("source").agg(joules=("joules", "sum"),
+                                        provenance=("provenance", lambda s: "/".join(sorted(set(s)))))
+        share["share %"] = 100.0 * share["joules"] / share["joules"].sum()
+        ctx["energy_table"] = table(share.reset_index()[["source", "joules", "share %", "provenance"]].map(fmt))
+    else:
+        ctx["energy_table"] = None
+    index = record_index(records)
+    for _, r in pareto.iterrows():
+        rec = index[(int(r["iteration"]), r["candidate"])]
+        ctx["commands"].append({"candidate": r["candidate"],
+                                "command": latex_command(serve_model(rec, model_dir), rec.engine_args)})
+    if knee:
+        row = pareto[pareto["candidate"] == knee].iloc[0]
+        comp = default_comparison(obs, pareto, objectives)
+        comp = comp[comp["candidate"] == knee].iloc[0]
+        ctx["knee"] = {
+            "candidate": knee,
+            "values": [{"label": metric_label(o["metric"]), "value": fmt(row[o["metric"]]),
+                        "vs_default": _vs_default(comp[f"vs default % {o['metric']}"])} for o in objectives],
+            "roles": [role_label(r) for r, n in found.items() if n == knee],
+            "command": next(c["command"] for c in ctx["commands"] if c["candidate"] == knee),
+        }
+    return ctx
+
+
+def render_latex(template_path: str | Path, context: dict) -> str:
+    """Fill the LaTeX template (Jinja2 with LaTeX-friendly delimiters: ``\\VAR{x}``, ``\\BLOCK{for ...}``)."""
+    env = jinja2.Environment(
+        block_start_string=r"\BLOCK{", block_end_string="}",
+        variable_start_string=r"\VAR{", variable_end_string="}",
+        comment_start_string=r"\#{", comment_end_string="}",
+        line_statement_prefix="%%", line_comment_prefix="%#",
+        trim_blocks=True, autoescape=False, undefined=jinja2.StrictUndefined,
+        finalize=_finalize,
+        loader=jinja2.FileSystemLoader(str(Path(template_path).parent)),
+    )
+    env.filters["raw"] = lambda s: Raw(s)
+    return env.get_template(Path(template_path).name).render(**context)
