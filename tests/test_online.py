@@ -268,20 +268,6 @@ def test_rates_slos_and_headline_against_a_stand_in_server(tmp_path):
 # ---------------------------------------------------------------------------------------- engine arguments
 
 
-def test_engine_cli_args():
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction)
-    parser.add_argument("--disable-log-stats", action="store_true")
-    args = {"enable_prefix_caching": False, "disable_log_stats": True, "max_num_seqs": 64, "enforce_eager": True,
-            "enable_chunked_prefill": False, "quantization": None, "override_generation_config": {"a": 1}}
-    assert api_server.engine_cli_args(args, parser) == [
-        "--no-enable-prefix-caching", "--disable-log-stats", "--max-num-seqs", "64", "--enforce-eager",
-        "--no-enable-chunked-prefill", "--override-generation-config", '{"a": 1}']
-    assert api_server.engine_cli_args({"disable_log_stats": False}, parser) == []
-
-
 # ------------------------------------------------------------------------------------------ metrics and SLOs
 
 

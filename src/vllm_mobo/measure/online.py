@@ -38,11 +38,12 @@ import sys
 import time
 from pathlib import Path
 
+from ..engine_args import serve_parser
 from ..io import write_json_atomic
 from .energy import EnergySession, summarize
 from .failure import BenchmarkFailure
 from .load import latency_metrics, load_tokenizer, run_load, sample_requests, slo_check
-from .server import HOST, Server, _serve_parser, _tail, resolved_from_log, start_server
+from .server import HOST, Server, _tail, resolved_from_log, start_server
 
 
 def rate_label(rate: float):
@@ -117,7 +118,7 @@ def select_headline(per_rate: list[dict], slo: dict) -> dict:
 def run(spec: dict, server_env: dict | None = None) -> dict:
     online = spec["online"]
     slo = online.get("slo") or {}
-    parser = None if spec.get("server_command") else _serve_parser()
+    parser = None if spec.get("server_command") else serve_parser()
     t_start = time.perf_counter()
     server = None
     try:

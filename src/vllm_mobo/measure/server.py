@@ -3,18 +3,15 @@ the engine settings it resolved (read from its log)."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import json
 import re
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..engine_args import server_argv
 from .failure import BenchmarkFailure
 from .supervisor import kill_group, terminate_with_parent
 
@@ -51,69 +48,6 @@ def choose_port(requested: int, host: str = HOST) -> tuple[int, str | None]:
         return requested, None
     port = free_port(host)
     return port, (f"port {requested} on {host} is taken; using free port {port} instead" if requested else None)
-
-
-# ------------------------------------------------------------------------------------------- server command
-
-
-def _serve_parser():
-    """vLLM's own argument parser of the API server, or None if this vLLM version hides it."""
-    try:
-        from vllm.utils.argparse_utils import FlexibleArgumentParser
-    except ImportError:  # older vLLM
-        try:
-            from vllm.utils import FlexibleArgumentParser
-        except ImportError:
-            return None
-    for module in ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"):
-        try:
-            make = importlib.import_module(module).make_arg_parser
-        except (ImportError, AttributeError):
-            continue
-        try:
-            return make(FlexibleArgumentParser())
-        except Exception:  # noqa: BLE001 - a parser we cannot build only costs the introspection
-            return None
-    return None
-
-
-def engine_cli_args(engine_args: dict, parser=None) -> list[str]:
-    """Engine arguments (``vllm.EngineArgs`` names and Python values, as offline mode passes them to
-    ``vllm.LLM``) as API-server flags. Booleans become ``--x``/``--no-x`` (``store_true`` flags: ``--x`` or
-    nothing), dicts and lists JSON; ``None`` is left out. An unknown argument is passed through as ``--x value``
-    and the server rejects it (a failed candidate with the server's message)."""
-    actions = {opt: a for a in (parser._actions if parser else []) for opt in a.option_strings}
-    out: list[str] = []
-    for key, value in engine_args.items():
-        if value is None:
-            continue
-        flag = "--" + key.replace("_", "-")
-        action = actions.get(flag)
-        if isinstance(value, bool):
-            if isinstance(action, argparse._StoreTrueAction):
-                if value:
-                    out.append(flag)
-            elif isinstance(action, argparse._StoreFalseAction):
-                if not value:
-                    out.append(flag)
-            elif action is None or isinstance(action, argparse.BooleanOptionalAction):
-                out.append(flag if value else f"--no-{flag[2:]}")
-            else:
-                out += [flag, str(value).lower()]
-        elif isinstance(value, (dict, list)):
-            out += [flag, json.dumps(value)]
-        else:
-            out += [flag, str(value)]
-    return out
-
-
-def server_command(model: str, engine_args: dict, port: int, parser=None, host: str = HOST) -> list[str]:
-    args = {k: v for k, v in engine_args.items() if k not in ("model", "host", "port")}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", host,
-           "--port", str(port), *engine_cli_args(args, parser)]
-    if parser is not None and any("--disable-uvicorn-access-log" in a.option_strings for a in parser._actions):
-        cmd.append("--disable-uvicorn-access-log")  # one line per request otherwise
-    return cmd
 
 
 # ---------------------------------------------------------------------------------------------------- server
@@ -205,7 +139,7 @@ def start_server(spec: dict, parser, env: dict | None = None) -> tuple[Server, f
         if spec.get("server_command"):  # tests: a stand-in server, "{port}" replaced by the port
             cmd = [a.replace("{port}", str(port)) for a in spec["server_command"]]
         else:
-            cmd = server_command(spec["model"], spec["engine_args"], port, parser)
+            cmd = server_argv(spec["model"], spec["engine_args"], port, HOST, parser=parser)
         server = Server(cmd, port, Path(spec["server_log"]), env=env,
                         pid_file=Path(spec["server_pid_file"]) if spec.get("server_pid_file") else None)
         server.start()
