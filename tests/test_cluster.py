@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import run_snakemake
 from vllm_mobo.slurm.preflight import (
     ClusterError,
     JobRequest,
@@ -191,10 +192,9 @@ rule gpu_job:
 
 def _run_two_gpu_jobs(tmp_path, cap, *extra):
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", "none", "--config", f"cap={cap}",
-           "benchmark={'device': 'cuda', 'num_devices': 'auto'}", *extra]
-    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_snakemake(tmp_path, *extra, "--cores", "2", "--config", f"cap={cap}",
+                  "benchmark={'device': 'cuda', 'num_devices': 'auto'}", profile=None,
+                  snakefile=tmp_path / "Snakefile", timeout=120)
     (a0, a1), (b0, b1) = ([float(x) for x in (tmp_path / f).read_text().split()] for f in ("a.txt", "b.txt"))
     return max(a0, b0) < min(a1, b1)  # overlapped
 

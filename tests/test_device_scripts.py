@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, VLLM_MOBO, run_snakemake
 
 ONLINE_RUN = REPO / "docs" / "gpu" / "2026-11-26-4xh200-online-llama8b"
 ONLINE_CONFIG = REPO / "benchmarks" / "configs" / "gpu4_online_llama8b.yaml"
@@ -65,7 +65,8 @@ def offline_work(tmp_path):
 
 
 def test_collect_profiles_refuses_configurations_without_a_profile(offline_work):
-    proc = _script("collect_profiles.py", offline_work)
+    proc = subprocess.run([str(VLLM_MOBO), "collect-profiles", str(offline_work)], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 1
     assert "no finished profile" in proc.stderr and "vllm-default" in proc.stderr
     assert not (offline_work / "results" / "gpu4-offline-llama8b" / "profiles" / "status.csv").exists()
@@ -77,7 +78,8 @@ def test_collect_profiles_reuses_the_committed_device_profiles(offline_work):
     shutil.copytree(OFFLINE_RUN / "profiles", profiles)
     for name in ("status.csv", "breakdown.csv"):
         (profiles / name).unlink(missing_ok=True)
-    proc = _script("collect_profiles.py", offline_work)
+    proc = subprocess.run([str(VLLM_MOBO), "collect-profiles", str(offline_work)], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
     status = pd.read_csv(profiles / "status.csv")
     assert set(status["status"]) == {"profiled"}

@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import run_snakemake
 from vllm_mobo.profiling import breakdown, configs, explain, nsys, run
 from vllm_mobo.records import load_records
 from vllm_mobo.config import load_schema, validate_config
@@ -406,12 +407,9 @@ def test_summaries_fall_back_to_unfiltered_when_filter_time_is_refused(fake_nsys
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2", *args,
-           # nsys must be missing whatever this machine has: a path that does not exist
-           "--config", "profile={nsys: /nonexistent/nsys}"]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    # nsys must be missing whatever this machine has: a path that does not exist
+    return run_snakemake(workdir, *args, "--cores", "2", "--config", "profile={nsys: /nonexistent/nsys}",
+                         check=False, timeout=600)
 
 
 def test_missing_nsys_through_the_rules_and_both_reports(tmp_path):
@@ -422,10 +420,10 @@ def test_missing_nsys_through_the_rules_and_both_reports(tmp_path):
     res = "results/tiny"
     targets = [f"{res}/profiles/status.csv", f"{res}/profiles/breakdown.csv", f"{res}/profiles/explanation.txt",
                f"{res}/figures/profile_breakdown.png"] + (["report/tiny.pdf"] if HAVE_LATEX else [])
-    run = _snakemake(d, *targets)
+    proc = _snakemake(d, *targets)
     logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in (d / "logs").rglob("*.log"))
-    assert run.returncode == 0, run.stderr[-5000:] + logs
-    assert not re.search(r"rule (benchmark|propose|observations):", run.stdout + run.stderr)  # nothing re-measured
+    assert proc.returncode == 0, proc.stderr[-5000:] + logs
+    assert not re.search(r"rule (benchmark|propose|observations):", proc.stdout + proc.stderr)  # nothing re-measured
 
     status = pd.read_csv(d / res / "profiles" / "status.csv")
     assert set(status["status"]) == {"not profiled"}

@@ -13,7 +13,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -22,7 +21,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import run_snakemake
 from vllm_mobo.records import record_index
+from vllm_mobo.resources import resource
 from vllm_mobo.report import analysis, baseline, energy, knobs
 from vllm_mobo.report import plots as P
 from vllm_mobo.config import load_schema, validate_config
@@ -41,14 +42,6 @@ needs_latex = pytest.mark.skipif(not HAVE_LATEX, reason="latexmk or pdftotext no
                                  "texlive-latex-base texlive-latex-recommended texlive-fonts-recommended poppler-utils)")
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    # The notebook directive runs jupyter-nbconvert from PATH: the one of this interpreter's environment.
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2", *args]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A copy of the fixture run, every file with the same modification time: a finished search."""
@@ -62,7 +55,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def planned_rules(run_dir) -> set[str]:
-    res = snakemake(run_dir, "--dry-run")
+    res = run_snakemake(run_dir, "--cores", "2", "--dry-run", check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     return set(re.findall(r"^(?:local)?rule (\w+):", res.stdout + res.stderr, flags=re.M))
 
@@ -75,7 +68,7 @@ def built(run_dir, planned_rules) -> Path:
                 f"{RESULTS}/export/knee_engine_args.yaml"]
     if HAVE_LATEX:
         targets.append(f"report/{RUN}.pdf")
-    res = snakemake(run_dir, *targets)
+    res = run_snakemake(run_dir, *targets, "--cores", "2", check=False)
     logs = "\n".join(f"== {p}\n{p.read_text(errors='replace')[-3000:]}" for p in (run_dir / "logs").rglob("*.log"))
     assert res.returncode == 0, res.stderr[-6000:] + logs
     return run_dir
@@ -157,7 +150,7 @@ def test_pdf_holds_the_pareto_table_and_the_commands(built):
 
 
 def test_html_report_registers_every_output(built):
-    res = snakemake(built, "--report", "report.html")
+    res = run_snakemake(built, "--cores", "2", "--report", "report.html", check=False)
     assert res.returncode == 0, res.stderr[-4000:]
     html = (built / "report.html").read_text()
     expected = [f"{n}.png" for n in FIGURES] + ["analysis.html", "knee_vllm_serve.txt", "knee_engine_args.yaml",
@@ -210,7 +203,7 @@ def test_latex_escaping_survives_a_real_build(tmp_path):
     records = [dict(r, candidate=weird) if r["candidate"] == "seqs64-prefix1-mbt1024" else r for r in run["records"]]
     ctx = latex_context(obs, pareto, records, run["proposals"], cfg, "results/tiny/model", figures={})
     tex = tmp_path / "t.tex"
-    tex.write_text(render_latex(ROOT / "report" / "template.tex", ctx))
+    tex.write_text(render_latex(resource("report.tex"), ctx))
     assert r"odd\_name\&50\%\#1\$" in tex.read_text()
     subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={tmp_path}", str(tex)],
                    cwd=tmp_path, check=True, capture_output=True, timeout=300)
@@ -232,7 +225,7 @@ def test_pdf_builds_for_small_and_failed_runs(tmp_path, case):
     pareto = pareto_table(obs, cfg["objectives"])
     ctx = latex_context(obs, pareto, run["records"], run["proposals"], cfg, "results/tiny/model", figures={})
     tex = tmp_path / "t.tex"
-    tex.write_text(render_latex(ROOT / "report" / "template.tex", ctx))
+    tex.write_text(render_latex(resource("report.tex"), ctx))
     subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={tmp_path}", str(tex)],
                    cwd=tmp_path, check=True, capture_output=True, timeout=300)
     text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True,

@@ -19,13 +19,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+
+from conftest import run_snakemake
 
 # The first test includes installing SLURM (~1.5 min on a fresh machine) and the SLURM run of the search; the
 # module takes ~10-20 min on 2 cores (see docs/slurm.md)
@@ -96,11 +97,10 @@ def cluster(tmp_path_factory):
 
 
 def _snakemake(workdir: Path, env: dict, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
-    """Targets go before options that take several values (--resources, --set-resources), which would eat them."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    """Snakemake with the cluster's environment; the command and its output kept in ``workdir/snakemake.out``."""
     t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    (workdir / "snakemake.out").write_text(f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+    proc = run_snakemake(workdir, *args, profile="default", env=env, check=False, timeout=timeout,
+                         log=workdir / "snakemake.out")
     print(f"snakemake {' '.join(args)}: exit {proc.returncode} in {time.time() - t0:.0f} s")
     return proc
 

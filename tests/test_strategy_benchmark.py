@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, load_test_config, run_snakemake, write_config
+from conftest import VLLM_MOBO, load_test_config, run_snakemake, write_config
 from test_replay import write_planted_table, write_synthetic_table
 from vllm_mobo.replay import compare, scoring
 from vllm_mobo.replay.table import ReplayTable
@@ -149,7 +148,7 @@ def test_cli_end_to_end(synth_dir, tmp_path):
     out = tmp_path / "out"
     pdf = tmp_path / "report" / "optimizer-benchmark.pdf"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "optimizer" / "compare_strategies.py"), "--table", str(synth_dir),
+        [str(VLLM_MOBO), "compare-strategies", "--table", str(synth_dir),
          "--strategies", "ehvi,random,simulated-annealing", "--seeds", "2", "--budget", "6", "--batch-size", "2",
          "--initial-design", "3", "--noise", "--out", str(out), "--pdf", str(pdf), "--jobs", "2"],
         capture_output=True, text=True, timeout=300)

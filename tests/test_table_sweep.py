@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, load_test_config, write_config
+from conftest import VLLM_MOBO, load_test_config, write_config
 from vllm_mobo.replay.sweep import record_crash
 from vllm_mobo.replay.table import ReplayTable
 
@@ -25,7 +24,7 @@ def test_sweep_measures_every_valid_configuration_into_a_replay_table(tmp_path):
     config["search_space"] = {"max_num_seqs": [16, 32], "pipeline_parallel_size": [1, 2]}
     cfg = write_config(tmp_path, config)
     out = tmp_path / "table"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "replay" / "measure_table.py"), str(cfg), str(out),
+    cmd = [str(VLLM_MOBO), "measure-table", str(cfg), str(out),
            "--description", "test", "--max-engines", "2", "--repeat-candidates", "2", "--repeats", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

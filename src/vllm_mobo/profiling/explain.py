@@ -203,14 +203,14 @@ def read_tables(status_csv: Path | str, breakdown_csv: Path | str) -> tuple[pd.D
 
 def latex_section(status_csv, breakdown_csv, explanation_txt, figure_pdf) -> dict:
     """What the report's profiling section shows: sentences, the status and breakdown tables, the figure."""
-    from ..report import analysis as A
+    from ..report.analysis import fmt
     from ..report.latex import Raw, table
 
     status, bd = read_tables(status_csv, breakdown_csv)
     text = [p for p in Path(explanation_txt).read_text().split("\n\n") if p.strip()]
     st = status[["candidate", "roles", "tensor_parallel_size", "pipeline_parallel_size", "status", "reason"]]
     st = st.rename(columns={"tensor_parallel_size": "TP", "pipeline_parallel_size": "PP"})
-    ctx = {"text": [" ".join(p.split()) for p in text], "status": table(st.fillna("").map(A.fmt)),
+    ctx = {"text": [" ".join(p.split()) for p in text], "status": table(st.fillna("").map(fmt)),
            "breakdown": None, "figure": None, "patterns": pattern_list()}
     if not bd.empty:
         cols = ["candidate", "gpu"] + [f"{c}_pct" for c in (*CATEGORIES, "idle")]

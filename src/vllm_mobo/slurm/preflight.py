@@ -261,7 +261,7 @@ def requests_from_workflow(workflow, config: dict, rules=None) -> tuple[list[Job
     """The requests of the submitted rules (``rules``; default: every rule that is not a local rule) as this run
     would make them: ``set-resources`` (per rule) over the rule's own ``resources`` over ``default-resources``.
     Also returns config problems found on the way."""
-    from .benchmark.hardware import resolve_device, visible_gpu_indices
+    from ..hardware import resolve_device, visible_gpu_indices
 
     settings = workflow.resource_settings
     overwrite = getattr(settings, "overwrite_resources", None) or {}
@@ -335,7 +335,7 @@ def local_gpu_cap(workflow, config: dict, count: int | None = None) -> int | Non
     """On a local run with CUDA benchmarks, cap the ``gpu`` resource at the GPUs visible here (``count``: that
     many instead), unless the user set ``--resources gpu=N``, so concurrent benchmarks never ask for more GPUs
     than exist. Returns the cap, or None when none was set."""
-    from .benchmark.hardware import resolve_device, visible_gpu_indices
+    from ..hardware import resolve_device, visible_gpu_indices
 
     if "gpu" in workflow.global_resources or resolve_device(config["benchmark"]["device"]) != "cuda":
         return None

@@ -2,7 +2,7 @@
 GPU machine, when the device call ended before the ``profile`` rule wrote them (the rule writes both only at the
 end of its job).
 
-    python benchmarks/device/collect_profiles.py WORKDIR
+    vllm-mobo collect-profiles WORKDIR
 
 WORKDIR as set up by ``restore_search.py`` (config.yaml with the ``profile.configs`` that were profiled, and the
 fetched ``results/<run>/profiles/<candidate>/`` folders). Nothing is measured or run here: every selected
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from vllm_mobo.records import load_records
-from vllm_mobo.config import load_config
-from vllm_mobo.profiling.configs import select_configs
-from vllm_mobo.profiling.run import profile_all, profile_key
+from ..config import load_config
+from ..records import load_records
+from .configs import select_configs
+from .run import profile_all, profile_key
 
 
-def main(argv: list[str]) -> int:
-    work = Path(argv[0])
+def collect(work: Path) -> int:
+    """Write the tables; 1 (with a message naming them) when a selected configuration has no finished profile."""
     config = load_config(work / "config.yaml")
     run_dir = work / "results" / config["run"]
     pareto = pd.read_csv(run_dir / "pareto.csv")
@@ -52,6 +52,3 @@ def main(argv: list[str]) -> int:
     print(status[["candidate", "roles", "status", "reason"]].to_string(index=False))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
