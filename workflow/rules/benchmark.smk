@@ -32,7 +32,7 @@ rule benchmark:
         # One benchmark at a time on a machine (profiles/default sets benchmark_slots=1): concurrent runs would
         # share CPUs, memory bandwidth and power and spoil each other's measurements.
         benchmark_slots=1,
-        gpu=lambda wildcards: candidate_devices(wildcards) if DEVICE == "cuda" else 0,
+        gpu=benchmark_gpus,
         runtime=lambda wildcards: int(config["benchmark"]["timeout_s"] / 60) + 5,
     script:
         "../scripts/benchmark_candidate.py"

@@ -1,5 +1,6 @@
 # Imports, config validation and the input functions that unroll the search with checkpoints.
 
+import functools
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from vllm_mobo.hardware import resolve_device
 from vllm_mobo.config import load_schema, validate_config
 from vllm_mobo.resources import resource
 from vllm_mobo.search.space import devices_used
+from vllm_mobo.slurm.preflight import max_devices_requested
 
 min_version("9.0")
 
@@ -20,8 +22,13 @@ config.update(validate_config(config, load_schema(workflow.source_path("../schem
 RESULTS = f"results/{config['run']}"
 LOGS = f"logs/{config['run']}"
 MODEL_DIR = f"{RESULTS}/model"
-# Where benchmarks run. On a cluster whose head node has no GPU, set benchmark.device: cuda explicitly.
-DEVICE = resolve_device(config["benchmark"]["device"])
+
+
+@functools.cache
+def device():
+    """Where benchmarks run (``auto`` asks NVML, so only when a job needs it, not at every parse). On a cluster
+    whose head node has no GPU, set benchmark.device: cuda explicitly."""
+    return resolve_device(config["benchmark"]["device"])
 
 
 wildcard_constraints:
@@ -81,7 +88,20 @@ def candidate_devices(wildcards):
     raise ValueError(f"candidate {wildcards.candidate} is not in iteration {wildcards.iteration}'s proposal")
 
 
-# --- Cluster preflight (issue 8, owned with src/vllm_mobo/cluster.py) ---------------------------------------------
+def benchmark_gpus(wildcards):
+    """The ``gpu`` resource of a benchmark: its TP x PP on CUDA, none on the CPU build."""
+    return candidate_devices(wildcards) if device() == "cuda" else 0
+
+
+def profile_gpus(wildcards):
+    """GPUs the profile job holds (it profiles one configuration at a time): the most any configuration of the
+    search can use."""
+    if device() != "cuda" or not config["profile"]["enabled"]:
+        return 0
+    return max_devices_requested(config)[0]
+
+
+# --- Cluster preflight (vllm_mobo.slurm.preflight) -----------------------------------------------------------------
 # Before the first job: with the SLURM executor, the partition, GPU (TP x PP), memory, CPU and time requests of the
 # submitted rules are checked against `sinfo`, and a mismatch stops the run with one line per problem naming the
 # setting; locally, the `gpu` resource is capped at the GPUs present (unless --resources gpu=N is given).

@@ -1,11 +1,9 @@
-# The optimiser benchmark (issue 5): every strategy x replay table x seed runs the pipeline's own search with each
-# candidate answered from a measured table (src/vllm_mobo/replay.py) instead of vLLM, then the traces, the summary,
-# the figures and report/optimizer-benchmark.pdf (src/vllm_mobo/strategy_benchmark.py). Not part of `rule all`:
+# The optimiser benchmark: every strategy x replay table x seed runs the pipeline's own search with each
+# candidate answered from a measured table (vllm_mobo.replay) instead of vLLM, then the traces, the summary,
+# the figures and report/optimizer-benchmark.pdf (vllm_mobo.replay.compare). Not part of `rule all`:
 #   snakemake --cores all optimizer_benchmark
 # Settings: the `optimizer_benchmark:` block of the config (defaults in workflow/schemas/config.schema.yaml). The
-# same benchmark runs without Snakemake: benchmarks/optimizer/compare_strategies.py.
-
-from vllm_mobo.replay.compare import table_names
+# same benchmark runs without Snakemake: vllm-mobo compare-strategies.
 
 OB = config["optimizer_benchmark"]
 OB_OUT = OB["out"]
@@ -23,7 +21,7 @@ rule optimizer_benchmark:
         latex=f"{OB_OUT}/summary.tex",
         target_check=f"{OB_OUT}/target_check.csv",
         settings=f"{OB_OUT}/settings.json",
-        figures=[f"{OB_OUT}/figures/hv_vs_{kind}_{name}.{ext}" for name in table_names(OB["tables"])
+        figures=[f"{OB_OUT}/figures/hv_vs_{kind}_{name}.{ext}" for name in (Path(t).name for t in OB["tables"])
                  for kind in ("evaluations", "energy") for ext in ("png", "pdf")],
         pdf=OB["pdf"],
     params:

@@ -1,16 +1,12 @@
-# Nsight Systems profiles of the highlighted configurations after the search (src/vllm_mobo/profiling/).
+# Nsight Systems profiles of the highlighted configurations after the search (vllm_mobo.profiling).
 # `profile` runs the energy-optimal, throughput-optimal and knee configurations and vLLM's default once more under
 # `nsys profile` (profile.* in the config) and reduces the `nsys stats` exports to a per-GPU breakdown; without
 # nsys or a GPU it profiles nothing and status.csv says why ("not profiled: nsys not found"), so the pipeline goes
 # on. `profile_report` draws the figure and writes the explanation both reports show. The .nsys-rep files and CSV
 # exports stay under results/<run>/profiles/<candidate>/ (not declared outputs: which candidates is data).
 
-from vllm_mobo.slurm.preflight import max_devices_requested
-
 PROFILES = f"{RESULTS}/profiles"
-# GPUs the profile job holds (it profiles one configuration at a time): the most any configuration of the
-# search can use; its time limit: per configuration, the profiled run's limit plus 10 minutes of `nsys stats`.
-PROFILE_GPUS = max_devices_requested(config)[0] if DEVICE == "cuda" and config["profile"]["enabled"] else 0
+# The profile job's time limit: per configuration, the profiled run's limit plus 10 minutes of `nsys stats`.
 PROFILE_RUNTIME = int(len(config["profile"]["configs"]) * (
     (config["profile"]["timeout_s"] or config["benchmark"]["timeout_s"] + 300) / 60 + 10)) + 5
 
@@ -36,7 +32,7 @@ rule profile:
         ),
     params:
         model_dir=MODEL_DIR,
-        device=DEVICE,
+        device=lambda wildcards: device(),
         profiles_dir=lambda wildcards, output: os.path.dirname(output.status),
     conda:
         "../envs/vllm_mobo.yaml"
@@ -45,7 +41,7 @@ rule profile:
     resources:
         # Never beside a benchmark: the profile is a benchmark run too.
         benchmark_slots=1,
-        gpu=PROFILE_GPUS,
+        gpu=profile_gpus,
         runtime=PROFILE_RUNTIME,
     script:
         "../scripts/profile_configs.py"

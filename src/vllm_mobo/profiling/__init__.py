@@ -1,4 +1,4 @@
-"""Nsight Systems profiles of the highlighted configurations, reduced to where the GPU time goes (issue 7).
+"""Nsight Systems profiles of the highlighted configurations, reduced to where the GPU time goes.
 
 After the search, the ``profile`` rule runs the offline benchmark of a few configurations again under
 ``nsys profile``: the energy-optimal, throughput-optimal and knee configurations of the Pareto front and vLLM's
@@ -9,8 +9,8 @@ default (``profile.configs``; one run per distinct configuration). The worker (:
 
 Every process's trace
     nsys writes a process's CUDA trace when the process ends cleanly or calls ``cudaProfilerStop``; vLLM's
-    shutdown may kill an EngineCore or TP/PP worker first, and its kernels were then missing (first 4-GPU run:
-    no kernels for two of four configurations, one of two GPUs for another). So the engine is built with
+    shutdown may kill an EngineCore or TP/PP worker first, and its kernels would then be missing. So the engine
+    is built with
     ``profiler_config={"profiler": "cuda"}`` and the measured ``generate`` is wrapped in ``llm.start_profile()``
     / ``llm.stop_profile()``: every worker calls cudaProfilerStart/Stop, and nsys flushes at the stop
     (``--flush-on-cudaprofilerstop``, its default). Workers are spawned (``VLLM_WORKER_MULTIPROC_METHOD=spawn``),

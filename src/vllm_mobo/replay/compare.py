@@ -136,17 +136,6 @@ def _table(path: str | Path) -> ReplayTable:
     return _TABLES[key]
 
 
-def table_names(table_dirs: list[str | Path]) -> list[str]:
-    """The names the outputs of each table carry (meta.yaml's name; the directory's name while it is missing)."""
-    names = []
-    for d in table_dirs:
-        try:
-            names.append(ReplayTable.load(d).name)
-        except Exception:  # noqa: BLE001 - a table not measured yet: Snakemake reports the missing input
-            names.append(Path(d).name)
-    return names
-
-
 def evaluation_cost_j(table: ReplayTable, record: dict, median_power_w: float) -> tuple[float, str]:
     """(joules, how) of one replayed evaluation, from the noiseless record."""
     e = as_record(record).evaluation_energy_j if record["status"] == "ok" else float("nan")

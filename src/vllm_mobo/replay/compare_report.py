@@ -97,7 +97,7 @@ def _on_grid(runs: list[pd.DataFrame], x: str, grid: np.ndarray) -> pd.DataFrame
 
 def figures(traces: pd.DataFrame, tables: dict[str, ReplayTable], out_dir: str | Path,
             strategies: list[str]) -> dict[str, dict[str, Path]]:
-    """Per table: ``hv_vs_evaluations_<table>`` and ``hv_vs_energy_<table>`` (PNG and PDF): median line and IQR
+    """Per table: ``hv_vs_evaluations_<dir>`` and ``hv_vs_energy_<dir>`` (PNG and PDF; ``<dir>`` the table's folder name): median line and IQR
     band per strategy, the 95% line dashed. Returns {table: {"evaluations": pdf, "energy": pdf}}."""
     import matplotlib
 
@@ -148,7 +148,7 @@ def figures(traces: pd.DataFrame, tables: dict[str, ReplayTable], out_dir: str |
                          fontsize=8)
             ax.legend(fontsize=7, title="strategy", title_fontsize=7, loc="lower right")
             fig.tight_layout()
-            stem = out_dir / f"hv_vs_{kind}_{name}"
+            stem = out_dir / f"hv_vs_{kind}_{table.path.name}"
             fig.savefig(f"{stem}.png", dpi=150)
             fig.savefig(f"{stem}.pdf")
             plt.close(fig)

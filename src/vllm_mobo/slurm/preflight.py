@@ -302,7 +302,7 @@ def requests_from_workflow(workflow, config: dict, rules=None) -> tuple[list[Job
         gpus, source = pick("gpu")
         if _int(gpus) is not None and source.startswith("set-resources"):
             r.gpus, r.gpus_from = _int(gpus), source
-        elif name == "benchmark" and device == "cuda":
+        elif device == "cuda" and (name == "benchmark" or (name == "profile" and config["profile"]["enabled"])):
             r.gpus, who = max_devices_requested(config)
             r.gpus_from = (f"TP x PP of candidate {who}, the largest of the search space allowed by "
                            f"benchmark.num_devices={bench['num_devices']}")
