@@ -6,51 +6,54 @@ candidate's own GPUs from the per-GPU NVML counters + the CPU/RAM estimates), th
     python benchmarks/device/gpu_run_table.py docs/gpu/<date>-<run>
 """
 
-import glob
-import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+
+from vllm_mobo.records import MEASURED, load_record
+
 
 def rows(results_dir: Path):
-    flattened = sorted(glob.glob(str(results_dir / "metrics" / "*.json")))  # docs/gpu/<date>-<run>/metrics/
-    for path in flattened or sorted(glob.glob(str(results_dir / "**" / "metrics.json"), recursive=True)):
-        r = json.load(open(path))
-        if r["status"] != "ok":
-            yield {"iteration": r["iteration"], "candidate": r["candidate"], "status": r["status"]}
+    flattened = sorted((results_dir / "metrics").glob("*.json"))  # docs/gpu/<date>-<run>/metrics/
+    for path in flattened or sorted(results_dir.rglob("metrics.json")):
+        r = load_record(path)
+        if not r.ok:
+            yield {"iteration": r.iteration, "candidate": r.candidate, "status": r.status}
             continue
-        m, sources = r["metrics"], {s["source"]: s for s in r["energy"]["sources"]}
-        gpus = sources["gpu"]["detail"]["gpus"]
-        used = set(r["gpus_pinned"])
+        sources = {s.source: s for s in r.energy.sources}
+        gpus = sources["gpu"].detail["gpus"]
+        used = set(r.raw["gpus_pinned"])
         own = sum(g["joules"] for g in gpus if g["index"] in used)
         others = [g for g in gpus if g["index"] not in used]
-        window = sources["gpu"]["detail"]["window_s"]
-        rest = sum(s["joules"] for k, s in sources.items() if k != "gpu")
-        yield {"iteration": r["iteration"], "candidate": r["candidate"], "status": "ok",
-               "gpus": len(used), "tok_s": m["output_tokens_per_s"], "j_tok_node": m["joules_per_output_token"],
+        window = sources["gpu"].detail["window_s"]
+        rest = sum(s.joules for k, s in sources.items() if k != "gpu")
+        yield {"iteration": r.iteration, "candidate": r.candidate, "status": "ok",
+               "gpus": len(used), "tok_s": r.metric("output_tokens_per_s"), "j_tok_node": r.metric("joules_per_output_token"),
                "own_gpu_j": own, "other_gpu_j": sum(g["joules"] for g in others),
                "other_w": (sum(g["joules"] for g in others) / window / len(others)) if others else 0.0,
-               "j_tok_used": (own + rest) / m["output_tokens"],
-               "ttft_p99": m.get("ttft_ms_p99"), "tpot_p99": m.get("tpot_ms_p99"), "slo_met": m.get("slo_met"),
-               "estimated": sorted(k for k, s in sources.items() if s.get("provenance") != "measured")}
+               "j_tok_used": (own + rest) / r.metric("output_tokens"),
+               "ttft_p99": r.metrics.get("ttft_ms_p99"), "tpot_p99": r.metrics.get("tpot_ms_p99"),
+               "slo_met": r.metrics.get("slo_met"),
+               "estimated": sorted(k for k, s in sources.items() if s.provenance != MEASURED)}
 
 
 def main() -> int:
     results = list(rows(Path(sys.argv[1])))
     online = any(r.get("ttft_p99") is not None for r in results)
-    head = ["iter", "candidate", "GPUs", "out tok/s", "J/out tok (4 GPUs, node)", "own GPUs J", "idle GPUs J",
-            "idle GPU mean W", "J/out tok (own GPUs, used)"] + (["TTFT p99 ms", "TPOT p99 ms", "SLOs met"] if online else [])
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+    table = []
     for r in results:
+        row = {"iter": r["iteration"], "candidate": f"`{r['candidate']}`"}
         if r["status"] != "ok":
-            print(f"| {r['iteration']} | `{r['candidate']}` | failed |")
+            table.append({**row, "GPUs": "failed"})
             continue
-        cells = [r["iteration"], f"`{r['candidate']}`", r["gpus"], f"{r['tok_s']:,.0f}", f"{r['j_tok_node']:.4f}",
-                 f"{r['own_gpu_j']:,.0f}", f"{r['other_gpu_j']:,.0f}", f"{r['other_w']:.0f}", f"{r['j_tok_used']:.4f}"]
+        row.update({"GPUs": r["gpus"], "out tok/s": f"{r['tok_s']:,.0f}", "J/out tok (4 GPUs, node)": f"{r['j_tok_node']:.4f}",
+                    "own GPUs J": f"{r['own_gpu_j']:,.0f}", "idle GPUs J": f"{r['other_gpu_j']:,.0f}",
+                    "idle GPU mean W": f"{r['other_w']:.0f}", "J/out tok (own GPUs, used)": f"{r['j_tok_used']:.4f}"})
         if online:
-            cells += [f"{r['ttft_p99']:.0f}", f"{r['tpot_p99']:.1f}", r["slo_met"]]
-        print("| " + " | ".join(str(c) for c in cells) + " |")
+            row.update({"TTFT p99 ms": f"{r['ttft_p99']:.0f}", "TPOT p99 ms": f"{r['tpot_p99']:.1f}", "SLOs met": r["slo_met"]})
+        table.append(row)
+    print(pd.DataFrame(table).fillna("").to_markdown(index=False))
     estimated = sorted({k for r in results for k in r.get("estimated", [])})
     if estimated:
         print(f"\nJ/out tok includes {', '.join(s.upper() for s in estimated)} energy that was ESTIMATED, not measured "

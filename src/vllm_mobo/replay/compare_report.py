@@ -59,21 +59,15 @@ def display_table(summary: pd.DataFrame, check_at: int = TARGET_EVALUATIONS) -> 
 
 
 def markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.values.tolist()]
-    return "\n".join(lines) + "\n"
+    return df.to_markdown(index=False) + "\n"
 
 
 def latex_tabular(df: pd.DataFrame) -> str:
+    """A booktabs tabular, every header and cell escaped for LaTeX."""
     from ..report.analysis import latex_escape
 
-    cols = list(df.columns)
-    body = [r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule",
-            " & ".join(r"\textbf{" + latex_escape(c) + "}" for c in cols) + r" \\", r"\midrule"]
-    body += [" & ".join(latex_escape(str(v)) for v in row) + r" \\" for row in df.values.tolist()]
-    body += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(body) + "\n"
+    escaped = df.rename(columns=latex_escape).map(lambda v: latex_escape(str(v)))
+    return escaped.to_latex(index=False, escape=False, column_format="l" * len(df.columns))
 
 
 def table_title(table: ReplayTable) -> str:

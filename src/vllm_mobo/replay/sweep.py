@@ -8,7 +8,7 @@ which is what makes the 432-point space measurable in about an hour on two cores
 pipeline's (:func:`vllm_mobo.measure.offline.measure`: same workload, warm-up, energy meters, record format).
 
 ``python -m vllm_mobo.replay.sweep CONFIG OUT_DIR [--max-engines N]`` measures at most N engines and
-exits (exit status 3 while work remains), so a driver (``benchmarks/replay/measure_table.py``) restarts it in a
+exits (exit status 3 while work remains), so a driver (``vllm-mobo measure-table``) restarts it in a
 fresh process: memory an engine leaves behind cannot pile up, and a hard crash (a segfault) loses one
 candidate, which the driver records as failed from ``OUT_DIR/current.json``. Everything is resumable: each
 finished candidate is a file ``OUT_DIR/records/<candidate>.json`` (failures included); repeats of a few
