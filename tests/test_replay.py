@@ -1,4 +1,4 @@
-"""The replay backend (src/vllm_mobo/replay.py): exact values, failures, partial tables, noise, table_from_run.
+"""The replay backend (vllm_mobo.replay): exact values, failures, partial tables, noise, table_from_run.
 
 Tables here are SYNTHETIC (made-up numbers, labelled so in their meta.yaml) except the one converted from the real
 tiny pipeline run of tests/fixtures/run_tiny."""
@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from vllm_mobo.replay.table import ReplayError, ReplayTable, table_from_run
+from vllm_mobo.replay.from_run import table_from_run
+from vllm_mobo.replay.table import ReplayError, ReplayTable
 from vllm_mobo.records import observation_row
 from vllm_mobo.search.optimizer.observations import to_observations
 from vllm_mobo.search.plan import plan_iteration

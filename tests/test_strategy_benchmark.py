@@ -129,7 +129,7 @@ def test_target_check_clauses(planted):
 
 def test_target_check_refuses_a_partial_table(tmp_path):
     from test_replay import RUN_TINY
-    from vllm_mobo.replay.table import table_from_run
+    from vllm_mobo.replay.from_run import table_from_run
 
     t = table_from_run(RUN_TINY, tmp_path / "tiny")
     summary = pd.DataFrame([{"table": t.name, "strategy": "ehvi", "budget": 50, "evals_to_95_median": 2.0,

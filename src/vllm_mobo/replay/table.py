@@ -23,10 +23,9 @@ A replay table is a directory:
 table's; with noise, the objectives get multiplicative lognormal noise of the repeats' standard deviation. Whoever
 judges a replayed search judges it on the table's true values (:meth:`ReplayTable.true_values`).
 
-:func:`table_from_run` turns a finished pipeline run (``results/<run>/``) into a table: a partial one unless
-the run evaluated every valid configuration. The candidates a replayed search may propose are the table's rows
-that are not ``invalid`` (:meth:`ReplayTable.candidates`), so a partial table restricts the search to what was
-measured.
+The candidates a replayed search may propose are the table's rows that are not ``invalid``
+(:meth:`ReplayTable.candidates`), so a partial table (:func:`vllm_mobo.replay.from_run.table_from_run`) restricts
+the search to what was measured.
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..io import read_json
 from ..search.optimizer.pareto import hypervolume, pareto_mask
 from ..search.optimizer.observations import log_objectives_min, reference_point
 from ..records import METRIC_COLUMNS, ONLINE_COLUMNS
@@ -56,7 +54,7 @@ class ReplayError(ValueError):
     """A replay table that cannot be replayed: missing file or key, inconsistent rows, unknown candidate."""
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path) -> pd.DataFrame:
     # floats read back exactly as written: pandas < 3's fast parser can be 1 ulp off; pandas 3 parses exactly
     extra = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
     return pd.read_csv(path, **extra)
@@ -150,14 +148,14 @@ class ReplayTable:
             if not (directory / f).is_file():
                 raise ReplayError(f"{directory}: no {f} (a replay table is a directory with table.csv and meta.yaml)")
         meta = yaml.safe_load((directory / "meta.yaml").read_text()) or {}
-        rows = _read_csv(directory / "table.csv")
+        rows = read_csv(directory / "table.csv")
         if "candidate" not in rows or "status" not in rows:
             raise ReplayError(f"{directory}/table.csv: needs the columns candidate and status")
         dup = rows["candidate"][rows["candidate"].duplicated()].tolist()
         if dup:
             raise ReplayError(f"{directory}/table.csv: candidates listed twice: {dup[:5]}")
         rows = rows.drop(columns=[c for c in ("iteration",) if c in rows]).set_index("candidate", drop=False)
-        repeats = _read_csv(directory / "repeats.csv") if (directory / "repeats.csv").is_file() else None
+        repeats = read_csv(directory / "repeats.csv") if (directory / "repeats.csv").is_file() else None
         return cls(path=directory, meta=meta, rows=rows, repeats=repeats)
 
     # --- what the table holds -----------------------------------------------------------------------------------
@@ -188,7 +186,7 @@ class ReplayTable:
         """The configurations a replayed search may propose: every row that is not ``invalid``, restricted to the
         configurations the validity rules allow on the table's platform (plus vLLM's default)."""
         if "candidates" not in self._cache:
-            valid = _valid_names(self.space, self.platform, self.engine_args)
+            valid = valid_names(self.space, self.platform, self.engine_args)
             self._cache["candidates"] = [n for n, s in self.rows["status"].items()
                                          if s != "invalid" and (n in valid or n == VLLM_DEFAULT)]
         return list(self._cache["candidates"])
@@ -455,86 +453,6 @@ class ReplayTable:
         return f"{sw.get('vllm_distribution', 'vllm')} {sw.get('vllm', '?')}"
 
 
-def _valid_names(space: SearchSpace, platform: Platform, engine_args: dict) -> set[str]:
+def valid_names(space: SearchSpace, platform: Platform, engine_args: dict) -> set[str]:
+    """Names of the configurations of ``space`` that the validity rules let run on ``platform``."""
     return {candidate_name(c) for c in space.split_valid(platform, engine_args)[0]}
-
-
-def table_from_run(results_dir: str | Path, out_dir: str | Path, meta: dict | None = None,
-                   config: dict | str | Path | None = None) -> ReplayTable:
-    """Write a replay table (``table.csv`` + ``meta.yaml``) from a finished pipeline run and return it loaded.
-
-    Rows: every evaluated configuration of ``observations.csv`` (ok or failed) and every configuration of
-    ``skipped.csv`` as ``invalid``; valid configurations the run never evaluated have no row, so the table is
-    partial unless the run evaluated them all. ``meta`` (name, description, ...) is completed from the run: the
-    search space, engine args, workload and objectives from its ``config`` (a dict, or a path; default: the
-    ``config.yaml`` two levels above ``results_dir`` when its ``run`` is this run), the platform from the first
-    proposal, hardware and software from a ``metrics.json`` of a successful benchmark."""
-    results_dir, out_dir = Path(results_dir), Path(out_dir)
-    if config is None:
-        guess = results_dir.parent.parent / "config.yaml"
-        if guess.is_file() and (yaml.safe_load(guess.read_text()) or {}).get("run") == results_dir.name:
-            config = guess
-        else:
-            raise ReplayError(f"{results_dir}: pass the run's config (no config.yaml of run {results_dir.name} at {guess})")
-    if not isinstance(config, dict):
-        config = yaml.safe_load(Path(config).read_text())
-    obs = _read_csv(results_dir / "observations.csv")
-    skipped = _read_csv(results_dir / "skipped.csv") if (results_dir / "skipped.csv").is_file() else pd.DataFrame()
-    proposal = read_json(results_dir / "iter_0" / "proposal.json")
-    metrics_files = sorted(results_dir.glob("iter_*/*/metrics.json"))
-    records = [read_json(p) for p in metrics_files]
-    example = next((r for r in records if r.get("status") == "ok"), records[0] if records else {})
-
-    keys = list(config["search_space"])
-    inv = pd.DataFrame({"candidate": skipped.get("candidate", pd.Series(dtype=str))})
-    for k in keys:
-        inv[k] = skipped[k] if k in skipped else np.nan
-    inv["status"] = "invalid"
-    inv["failure_kind"] = "invalid"
-    inv["failure_reason"] = skipped.get("reason", pd.Series(dtype=str))
-    inv["is_vllm_default"] = False
-    table = pd.concat([obs.drop(columns=[c for c in ("iteration",) if c in obs]), inv], ignore_index=True)
-    table = table.drop_duplicates("candidate", keep="first").sort_values("candidate", kind="stable")
-
-    platform = proposal.get("platform") or {}
-    plat = Platform(platform.get("device", "cpu"), int(platform.get("num_devices", 1)), platform.get("max_model_len"))
-    n_valid = len(_valid_names(SearchSpace(config["search_space"]), plat, config.get("engine_args") or {}))
-    measured = int(((table["status"] != "invalid") & (table["candidate"] != VLLM_DEFAULT)).sum())
-    hw = example.get("hardware") or {}
-    gpus = hw.get("gpus") or []
-    hardware = {"cpu_model": hw.get("cpu_model"), "cpu_cores_usable": hw.get("cpu_cores_usable"),
-                "memory_gib": hw.get("memory_gib"), "gpu_model": gpus[0].get("name") if gpus else None,
-                "gpu_count": len(gpus) or None, "driver": gpus[0].get("driver") if gpus else None}
-    provenance = {}
-    for s in (example.get("energy") or {}).get("sources", []):
-        provenance[s["source"]] = s["provenance"]
-    full_meta = {
-        "name": out_dir.name,
-        "description": f"converted from the pipeline run {results_dir} by vllm_mobo.replay.table.table_from_run",
-        "synthetic": False,
-        "date": None,
-        "hardware": {k: v for k, v in hardware.items() if v is not None},
-        "software": dict(example.get("software") or {}),
-        "workload": {k: v for k, v in (config.get("workload") or {}).items() if k != "model"}
-        | {"model": example.get("model") or str((config.get("workload") or {}).get("model", ""))},
-        "search_space": config["search_space"],
-        "engine_args": config.get("engine_args") or {},
-        "platform": {"device": plat.device, "num_devices": plat.num_devices, "max_model_len": plat.max_model_len},
-        "objectives": config.get("objectives") or [{"metric": "output_tokens_per_s", "direction": "maximize"},
-                                                   {"metric": "joules_per_output_token", "direction": "minimize"}],
-        "measurement": f"{example.get('mode', 'offline')} benchmarks of the pipeline (one at a time)",
-        "energy_provenance": provenance,
-        "coverage": {"valid_configurations": n_valid, "measured": measured, "partial": measured < n_valid,
-                     "source_run": str(results_dir)},
-    }
-    if records:
-        dates = sorted(p.stat().st_mtime for p in metrics_files)
-        full_meta["date"] = pd.Timestamp(dates[-1], unit="s").strftime("%Y-%m-%d")
-    full_meta.update(meta or {})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_dir / "table.csv", index=False)
-    (out_dir / "meta.yaml").write_text(yaml.safe_dump(full_meta, sort_keys=False))
-    return ReplayTable.load(out_dir)
-
-
-__all__ = ["ReplayError", "ReplayTable", "table_from_run"]
