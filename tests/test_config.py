@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -81,3 +82,21 @@ def test_not_yaml_is_a_clear_error(tmp_path):
     bad.write_text("run: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.slow
+def test_snakemake_stops_before_any_job_on_engine_args_vllm_does_not_know(tmp_path, good):
+    """Engine arguments are checked against the installed vLLM's parser in onstart: a misspelt key and values of
+    the wrong type stop the run with one line each, before any job (no model directory, no proposal)."""
+    pytest.importorskip("vllm")
+    good["search_space"] = {"block_sze": [16, 32], "max_num_seqs": ["many", 64]}
+    good["engine_args"] = {**good.get("engine_args", {}), "enable_chunked_prefill": "yes"}
+    write_config(tmp_path, good)
+    proc = run_snakemake(tmp_path, "--cores", "1", check=False, timeout=300)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert re.search(r"search_space\.block_sze: not a vLLM engine argument \(vllm[-\w]* [\d.]+\); did you mean "
+                     r"'block_size'", out), out[-3000:]
+    assert "search_space.max_num_seqs: 'many' is not a valid" in out
+    assert "engine_args.enable_chunked_prefill: 'yes' is not a boolean" in out
+    assert not list((tmp_path / "results").rglob("*.json"))

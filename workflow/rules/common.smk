@@ -9,7 +9,7 @@ from snakemake.utils import min_version
 from vllm_mobo.hardware import resolve_device
 from vllm_mobo.config import load_schema, validate_config
 from vllm_mobo.resources import resource
-from vllm_mobo.search.space import devices_used
+from vllm_mobo.engine_args import devices_used
 from vllm_mobo.slurm.preflight import max_devices_requested
 
 min_version("9.0")
@@ -106,8 +106,15 @@ def profile_gpus(wildcards):
 # submitted rules are checked against `sinfo`, and a mismatch stops the run with one line per problem naming the
 # setting; locally, the `gpu` resource is capped at the GPUs present (unless --resources gpu=N is given).
 # Snakemake keeps one onstart handler: add other start-up steps here rather than in a second `onstart:`.
+# First, before anything is measured: stop the vLLM processes an interrupted earlier run of this host left behind
+# (e.g. after `kill -9` of Snakemake), found from the attempt files in results/<run>/.attempts (measure/supervisor.py).
+from snakemake.logging import logger
+from vllm_mobo.engine_args import check_config as check_engine_args
+from vllm_mobo.measure.supervisor import stop_leftovers
 from vllm_mobo.slurm.preflight import preflight as cluster_preflight
 
 
 onstart:
+    stop_leftovers(f"{RESULTS}/.attempts", log=logger.info)
+    logger.info(check_engine_args(config, cache_dir=".snakemake/vllm-mobo"))
     cluster_preflight(workflow, config)

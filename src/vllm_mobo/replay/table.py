@@ -41,7 +41,8 @@ import yaml
 from ..search.optimizer.pareto import hypervolume, pareto_mask
 from ..search.optimizer.observations import log_objectives_min, reference_point
 from ..records import METRIC_COLUMNS, ONLINE_COLUMNS
-from ..search.space import VLLM_DEFAULT, Platform, SearchSpace, candidate_name, devices_used
+from ..engine_args import devices_used
+from ..search.space import VLLM_DEFAULT, Platform, SearchSpace, candidate_name
 
 STATUSES = ("ok", "failed", "invalid")
 REQUIRED_META = ("search_space", "platform", "objectives")

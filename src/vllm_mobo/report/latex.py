@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from ..engine_args import flag_groups, to_flags
+from ..engine_args import flag_groups
 from ..records import Record, metric_label, record_index
 from .analysis import enrich_observations, fmt, latex_escape, limitations, platform_table, search_summary
 from .baseline import default_comparison, default_text, role_label, roles
@@ -54,7 +54,7 @@ def _finalize(value):
 
 def latex_command(model: str, engine_args: dict) -> Raw:
     """A ``vllm serve`` command for LaTeX: typewriter, each ``--flag value`` kept on one line."""
-    pieces = [f"vllm serve {model}", *(" ".join(g) for g in flag_groups(to_flags(engine_args)))]
+    pieces = [f"vllm serve {model}", *(" ".join(g) for g in flag_groups(engine_args))]
     return Raw(r"\texttt{" + " ".join(r"\mbox{" + latex_escape(p) + "}" for p in pieces) + "}")
 
 

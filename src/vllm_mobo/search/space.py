@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..engine_args import devices_used
 from ..records import VLLM_DEFAULT
 
 #: Name of vLLM's own default configuration (no searched argument set), benchmarked as the baseline.
@@ -44,11 +45,6 @@ def candidate_name(config: dict) -> str:
     if not config:
         return VLLM_DEFAULT
     return "-".join(f"{ABBREVIATIONS.get(k, k)}{_format_value(v)}" for k, v in config.items())
-
-
-def devices_used(config: dict) -> int:
-    """Devices (GPUs, or CPU ranks on the CPU build) a configuration occupies: TP x PP."""
-    return int(config.get("tensor_parallel_size", 1)) * int(config.get("pipeline_parallel_size", 1))
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,8 @@ def max_devices_requested(config: dict) -> tuple[int, str]:
     """The most devices (TP x PP) any benchmark of this search can ask for, and the candidate that does: the
     vLLM default (with the fixed engine args) and every valid configuration of the space."""
     from ..search.plan import platform_for, valid_and_skipped
-    from ..search.space import VLLM_DEFAULT, candidate_name, devices_used
+    from ..engine_args import devices_used
+    from ..search.space import VLLM_DEFAULT, candidate_name
 
     fixed = config.get("engine_args", {}) or {}
     best, who = devices_used(fixed), VLLM_DEFAULT
