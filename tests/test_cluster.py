@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import run_snakemake
+from vllm_mobo.config import load_schema, validate_config
 from vllm_mobo.slurm.preflight import (
     ClusterError,
     JobRequest,
@@ -24,7 +25,6 @@ from vllm_mobo.slurm.preflight import (
     query_partitions,
     time_limit_minutes,
 )
-from vllm_mobo.config import load_schema, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 

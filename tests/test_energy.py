@@ -490,8 +490,8 @@ def test_candidate_pinned_to_its_gpus_and_energy_scope(monkeypatch, scope, meter
     import yaml
 
     from vllm_mobo import hardware
-    from vllm_mobo.measure import runner
     from vllm_mobo.config import validate_config
+    from vllm_mobo.measure import runner
 
     uuids = [f"GPU-{i}" for i in range(4)]
     monkeypatch.setattr(hardware, "gpu_uuids", lambda: uuids)

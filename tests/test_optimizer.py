@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vllm_mobo.records import candidate_name
 from vllm_mobo.search.optimizer.ehvi import ehvi_2d
-from vllm_mobo.search.optimizer.pareto import hypervolume, pareto_mask
 from vllm_mobo.search.optimizer.observations import Observation
+from vllm_mobo.search.optimizer.pareto import hypervolume, pareto_mask
 from vllm_mobo.search.optimizer.propose import propose_batch
 from vllm_mobo.search.optimizer.surrogate import FeasibilityModel
-from vllm_mobo.search.space import Platform, SearchSpace, candidate_name
+from vllm_mobo.search.space import Platform, SearchSpace
 
 SPACE = {
     "block_size": [32, 64, 128],

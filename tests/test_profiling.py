@@ -27,9 +27,9 @@ import pytest
 import yaml
 
 from conftest import run_snakemake
+from vllm_mobo.config import load_schema, validate_config
 from vllm_mobo.profiling import breakdown, configs, explain, nsys, run
 from vllm_mobo.records import load_records
-from vllm_mobo.config import load_schema, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 KERN_SUM = ROOT / "tests" / "fixtures" / "nsys" / "nsys-vllm0.26-llama8b-h100-cuda_gpu_kern_sum.csv"

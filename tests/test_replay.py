@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from vllm_mobo.records import VLLM_DEFAULT, candidate_name, observation_row
 from vllm_mobo.replay.from_run import table_from_run
 from vllm_mobo.replay.table import ReplayError, ReplayTable
-from vllm_mobo.records import observation_row
 from vllm_mobo.search.optimizer.observations import to_observations
 from vllm_mobo.search.plan import plan_iteration
-from vllm_mobo.search.space import VLLM_DEFAULT, Platform, SearchSpace, candidate_name
+from vllm_mobo.search.space import Platform, SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TINY = REPO / "tests" / "fixtures" / "run_tiny" / "results" / "tiny"

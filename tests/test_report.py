@@ -22,13 +22,13 @@ import pytest
 import yaml
 
 from conftest import run_snakemake
+from vllm_mobo.config import load_schema, validate_config
 from vllm_mobo.records import record_index
-from vllm_mobo.resources import resource
 from vllm_mobo.report import analysis, baseline, energy, knobs
 from vllm_mobo.report import plots as P
-from vllm_mobo.config import load_schema, validate_config
 from vllm_mobo.report.latex import latex_context, render_latex, rst_caption
 from vllm_mobo.report.tables import pareto_table
+from vllm_mobo.resources import resource
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "run_tiny"
@@ -309,8 +309,8 @@ def test_captions_shared_with_the_pdf_are_plain_text():
 
 
 def test_method_text_names_the_load_of_each_mode_and_every_strategy():
-    from vllm_mobo.search.optimizer.strategies import DESCRIPTIONS, STRATEGIES
     from vllm_mobo.report.latex import load_text
+    from vllm_mobo.search.optimizer.strategies import DESCRIPTIONS, STRATEGIES
 
     assert set(DESCRIPTIONS) == set(STRATEGIES)  # a new strategy gets its sentence in the report
     cfg = validate_config(yaml.safe_load((Path(__file__).parents[1] / "benchmarks" / "configs"

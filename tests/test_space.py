@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from vllm_mobo.config import load_config
-from vllm_mobo.search.space import Platform, SearchSpace, candidate_name, invalid_reason
 from conftest import REPO
+from vllm_mobo.config import load_config
+from vllm_mobo.records import candidate_name
+from vllm_mobo.search.space import Platform, SearchSpace, invalid_reason
 
 
 def default_space() -> SearchSpace:

@@ -12,16 +12,16 @@ import pytest
 
 from conftest import load_test_config
 from vllm_mobo.config import ConfigError, validate_config
+from vllm_mobo.records import VLLM_DEFAULT, candidate_name
 from vllm_mobo.search.optimizer.ehvi_energy import CostModel, cooling_alpha, cost_cooled
-from vllm_mobo.search.optimizer.observations import Observation, snap_to_space
+from vllm_mobo.search.optimizer.observations import Observation, snap_to_space, to_observations
 from vllm_mobo.search.optimizer.parego import augmented_chebyshev, normalise
 from vllm_mobo.search.optimizer.pareto import hypervolume, pareto_mask
 from vllm_mobo.search.optimizer.propose import propose_batch
 from vllm_mobo.search.optimizer.strategies import STRATEGIES
 from vllm_mobo.search.optimizer.surrogate import FeasibilityModel
-from vllm_mobo.search.optimizer.observations import to_observations
 from vllm_mobo.search.plan import plan_iteration
-from vllm_mobo.search.space import VLLM_DEFAULT, Platform, SearchSpace, candidate_name
+from vllm_mobo.search.space import Platform, SearchSpace
 
 SPACE = {
     "block_size": [16, 24, 32],  # 24 is invalid on CUDA (not a multiple of 16)

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_replay import write_planted_table, write_synthetic_table
 
 from conftest import VLLM_MOBO, load_test_config, run_snakemake, write_config
-from test_replay import write_planted_table, write_synthetic_table
+from vllm_mobo.records import VLLM_DEFAULT
 from vllm_mobo.replay import compare, scoring
 from vllm_mobo.replay.table import ReplayTable
-from vllm_mobo.search.space import VLLM_DEFAULT
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,7 @@ def test_target_check_clauses(planted):
 
 def test_target_check_refuses_a_partial_table(tmp_path):
     from test_replay import RUN_TINY
+
     from vllm_mobo.replay.from_run import table_from_run
 
     t = table_from_run(RUN_TINY, tmp_path / "tiny")

@@ -7,6 +7,7 @@
 - :data:`METRICS`: the catalogue of metric names, labels, units and directions used by the config check, the
   tables, the figures and the reports.
 - :func:`provenance_summary`: how the provenance of several energy figures is summarised in one word.
+- :func:`candidate_name`: the name of a configuration (its folder under ``iter_<i>/``, its row in every table).
 """
 
 from __future__ import annotations
@@ -20,11 +21,44 @@ from typing import Any, Iterable
 #: The version :mod:`vllm_mobo.measure.runner` writes. Version 1 files (every run so far) read the same.
 SCHEMA_VERSION = 1
 
+#: Name of vLLM's own default configuration (no searched argument set), benchmarked as the baseline.
 VLLM_DEFAULT = "vllm-default"
 
 MEASURED = "measured"
 ESTIMATED = "estimated"
 SOURCES = ("gpu", "cpu", "ram")
+
+
+# -------------------------------------------------------------------------------------------------- names
+
+
+#: Short names used in candidate names; other keys are used as they are.
+ABBREVIATIONS = {
+    "block_size": "bs",
+    "max_num_seqs": "seqs",
+    "tensor_parallel_size": "tp",
+    "pipeline_parallel_size": "pp",
+    "enable_chunked_prefill": "chunk",
+    "enable_prefix_caching": "prefix",
+    "max_num_batched_tokens": "mbt",
+    "gpu_memory_utilization": "gmu",
+    "kv_cache_dtype": "kv",
+}
+
+
+def _format_value(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).replace("/", "_").replace(" ", "_")
+
+
+def candidate_name(config: dict) -> str:
+    """A readable, unique, filesystem-safe name: ``bs32-seqs64-tp1-pp2-chunk0-prefix1-mbt4096``."""
+    if not config:
+        return VLLM_DEFAULT
+    return "-".join(f"{ABBREVIATIONS.get(k, k)}{_format_value(v)}" for k, v in config.items())
 
 
 # ------------------------------------------------------------------------------------------------ metrics

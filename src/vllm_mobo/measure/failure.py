@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 class BenchmarkFailure(Exception):
     """A known way for a candidate to fail: ``kind``, a one-line reason, and a log tail."""
 

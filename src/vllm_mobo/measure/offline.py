@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from .energy import EnergySession, summarize
 from ..io import write_json_atomic
+from .energy import EnergySession, summarize
 from .workload import make_requests
 
 #: Engine settings vLLM resolved, read back after start-up: (section of VllmConfig, attribute, engine-arg name).

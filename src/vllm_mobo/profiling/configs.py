@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..records import VLLM_DEFAULT, Record
+from ..records import VLLM_DEFAULT, Record, candidate_name
 from ..report.tables import highlighted_configs
-from ..search.space import candidate_name
 
 #: The roles ``profile.configs`` may name. An entry may also be a mapping of engine args (e.g.
 #: ``{tensor_parallel_size: 2}``): that configuration is profiled as well (role ``requested``), benchmarked in the

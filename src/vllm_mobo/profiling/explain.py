@@ -10,6 +10,7 @@ import pandas as pd
 
 from .breakdown import CATEGORIES, CATEGORY_LABELS, KERNEL_PATTERNS
 
+
 def status_sentences(status: pd.DataFrame) -> list[str]:
     """What was profiled, in sentences: "not profiled: nsys not found" when nothing was."""
     if status.empty:
@@ -158,8 +159,9 @@ def breakdown_figure(status: pd.DataFrame, breakdown: pd.DataFrame, path_png: st
 
     matplotlib.use("Agg")
     matplotlib.rcParams["pdf.fonttype"] = 42
-    import matplotlib.pyplot as plt
     import textwrap
+
+    import matplotlib.pyplot as plt
 
     if breakdown is None or breakdown.empty:
         fig, ax = plt.subplots(figsize=(8, 2.6))

@@ -30,12 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .table import ReplayTable
-from ..records import as_record
+from ..records import VLLM_DEFAULT, as_record
 from ..resources import resource
-from ..search.space import VLLM_DEFAULT
 from .compare_report import _meta_rows, display_table, figures, latex_tabular, markdown, table_title, write_report
 from .scoring import STRATEGIES, reach, summarize, target_check
+from .table import ReplayTable
 
 EST_WINDOW = "estimated: window power x wall time"
 EST_FAILURE = "estimated: median power per device x wall time (failure)"

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
 import shutil
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .table import ReplayTable
-from ..search.space import VLLM_DEFAULT
-
+from ..records import VLLM_DEFAULT
 from ..resources import resource
 from .scoring import OURS, STRATEGIES, TARGET_EVALUATIONS, THRESHOLD
+from .table import ReplayTable
 
 if TYPE_CHECKING:
     from .compare import Settings

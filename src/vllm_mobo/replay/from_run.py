@@ -10,8 +10,8 @@ import pandas as pd
 import yaml
 
 from ..io import read_json
-from ..records import load_records
-from ..search.space import VLLM_DEFAULT, Platform, SearchSpace
+from ..records import VLLM_DEFAULT, load_records
+from ..search.space import Platform, SearchSpace
 from .table import ReplayError, ReplayTable, read_csv, valid_names
 
 

@@ -32,11 +32,10 @@ import yaml
 
 from ..config import load_config
 from ..io import read_json, write_json_atomic
-from ..records import observation_row
-from ..search.plan import platform_for, valid_and_skipped
-from ..search.space import VLLM_DEFAULT, candidate_name
 from ..measure.model import write_model_dir
 from ..measure.runner import build_spec, record_header, worker_environment
+from ..records import VLLM_DEFAULT, candidate_name, observation_row
+from ..search.plan import platform_for, valid_and_skipped
 
 #: Exit status of a sweep process that stopped at --max-engines with work left.
 MORE_TO_DO = 3

@@ -38,11 +38,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..search.optimizer.pareto import hypervolume, pareto_mask
-from ..search.optimizer.observations import log_objectives_min, reference_point
-from ..records import METRIC_COLUMNS, ONLINE_COLUMNS
 from ..engine_args import devices_used
-from ..search.space import VLLM_DEFAULT, Platform, SearchSpace, candidate_name
+from ..records import METRIC_COLUMNS, ONLINE_COLUMNS, VLLM_DEFAULT, candidate_name
+from ..search.optimizer.observations import log_objectives_min, reference_point
+from ..search.optimizer.pareto import hypervolume, pareto_mask
+from ..search.space import Platform, SearchSpace
 
 STATUSES = ("ok", "failed", "invalid")
 REQUIRED_META = ("search_space", "platform", "objectives")

@@ -15,12 +15,12 @@ import pandas as pd
 
 from ..engine_args import flag_groups
 from ..records import Record, metric_label, record_index
+from ..search.optimizer.strategies import DESCRIPTIONS
 from .analysis import enrich_observations, fmt, latex_escape, limitations, platform_table, search_summary
 from .baseline import default_comparison, default_text, role_label, roles
 from .energy import energy_by_source, energy_qualifier, energy_text, estimated_sources
 from .export import serve_model
 from .knobs import knob_importance, knob_text
-from ..search.optimizer.strategies import DESCRIPTIONS
 
 
 class Raw(str):

@@ -11,6 +11,7 @@ from ..records import load_record, observation_row
 from ..search.optimizer.observations import log_objectives_min, reference_point
 from ..search.optimizer.pareto import hypervolume, pareto_mask
 
+
 def observations_table(metric_paths: list[Path | str], space_keys: list[str]) -> pd.DataFrame:
     """``observations.csv``: one row per metrics file, by iteration then candidate."""
     rows = [observation_row(load_record(p), space_keys) for p in metric_paths]

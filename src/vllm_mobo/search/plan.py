@@ -6,9 +6,10 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import hardware
-from .optimizer.propose import propose_batch
+from ..records import candidate_name
 from .optimizer.observations import to_observations
-from .space import Platform, SearchSpace, candidate_name
+from .optimizer.propose import propose_batch
+from .space import Platform, SearchSpace
 
 
 def platform_for(config: dict) -> Platform:

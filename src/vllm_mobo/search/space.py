@@ -1,4 +1,4 @@
-"""The enumerable search space: configurations, their names, their numeric encoding and the validity rules.
+"""The enumerable search space: configurations, their numeric encoding and the validity rules.
 
 A configuration is a dict of vLLM engine arguments (a subset of ``vllm.EngineArgs``). The space is the cartesian
 product of the allowed values in ``config.yaml``'s ``search_space``; with a few hundred points it is enumerated
@@ -14,37 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine_args import devices_used
-from ..records import VLLM_DEFAULT
-
-#: Name of vLLM's own default configuration (no searched argument set), benchmarked as the baseline.
-
-#: Short names used in candidate names; other keys are used as they are.
-ABBREVIATIONS = {
-    "block_size": "bs",
-    "max_num_seqs": "seqs",
-    "tensor_parallel_size": "tp",
-    "pipeline_parallel_size": "pp",
-    "enable_chunked_prefill": "chunk",
-    "enable_prefix_caching": "prefix",
-    "max_num_batched_tokens": "mbt",
-    "gpu_memory_utilization": "gmu",
-    "kv_cache_dtype": "kv",
-}
-
-
-def _format_value(value) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value).replace("/", "_").replace(" ", "_")
-
-
-def candidate_name(config: dict) -> str:
-    """A readable, unique, filesystem-safe name: ``bs32-seqs64-tp1-pp2-chunk0-prefix1-mbt4096``."""
-    if not config:
-        return VLLM_DEFAULT
-    return "-".join(f"{ABBREVIATIONS.get(k, k)}{_format_value(v)}" for k, v in config.items())
+from ..records import candidate_name
 
 
 @dataclass(frozen=True)

@@ -203,9 +203,9 @@ def check_requests(requests: list[JobRequest], partitions: dict[str, Partition])
 def max_devices_requested(config: dict) -> tuple[int, str]:
     """The most devices (TP x PP) any benchmark of this search can ask for, and the candidate that does: the
     vLLM default (with the fixed engine args) and every valid configuration of the space."""
-    from ..search.plan import platform_for, valid_and_skipped
     from ..engine_args import devices_used
-    from ..search.space import VLLM_DEFAULT, candidate_name
+    from ..records import VLLM_DEFAULT, candidate_name
+    from ..search.plan import platform_for, valid_and_skipped
 
     fixed = config.get("engine_args", {}) or {}
     best, who = devices_used(fixed), VLLM_DEFAULT

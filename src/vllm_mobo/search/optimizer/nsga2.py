@@ -24,7 +24,8 @@ from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
 
-from ..space import SearchSpace, candidate_name
+from ...records import candidate_name
+from ..space import SearchSpace
 from .observations import log_objectives_min, merged_config, nearest_free, snap_to_space
 from .state import SearchState, candidate
 

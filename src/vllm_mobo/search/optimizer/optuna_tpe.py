@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..space import candidate_name
+from ...records import candidate_name
 from .observations import log_objectives_min, merged_config, nearest_free, snap_to_space
 from .state import SearchState, candidate
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..space import VLLM_DEFAULT, SearchSpace, candidate_name
+from ...records import VLLM_DEFAULT, candidate_name
+from ..space import SearchSpace
 from .design import maximin_design
 from .observations import Observation, encode_observed
 from .state import SearchState, candidate

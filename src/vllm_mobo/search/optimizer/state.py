@@ -7,7 +7,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ..space import SearchSpace, candidate_name
+from ...records import candidate_name
+from ..space import SearchSpace
 from .observations import Observation, encode_observed
 
 
