@@ -100,3 +100,21 @@ def test_snakemake_stops_before_any_job_on_engine_args_vllm_does_not_know(tmp_pa
     assert "search_space.max_num_seqs: 'many' is not a valid" in out
     assert "engine_args.enable_chunked_prefill: 'yes' is not a boolean" in out
     assert not list((tmp_path / "results").rglob("*.json"))
+
+
+def test_schema_objectives_are_the_metric_catalogue():
+    """The schema's objective metrics are exactly the catalogue's objectives (one vocabulary)."""
+    from vllm_mobo.config import load_schema
+    from vllm_mobo.records import OBJECTIVES
+
+    schema = load_schema()
+    enum = schema["properties"]["objectives"]["items"]["properties"]["metric"]["enum"]
+    assert set(enum) == set(OBJECTIVES)
+
+
+def test_objective_direction_must_match_the_catalogue(good):
+    cfg = copy.deepcopy(good)
+    cfg["objectives"][1]["direction"] = "maximize"
+    message = _error(cfg)
+    assert "objectives[1].direction: 'maximize' for joules_per_output_token" in message
+    assert "allowed value: 'minimize'" in message

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .records import OBJECTIVES
 from .resources import resource
 
 SCHEMA_PATH = resource("config.schema.yaml")
@@ -89,7 +90,13 @@ def _check_consistency(config: dict) -> list[str]:
     metrics = [o["metric"] for o in config["objectives"]]
     if len(set(metrics)) != len(metrics):
         problems.append(f"objectives: the same metric twice ({', '.join(metrics)}); give two different metrics")
-    online_only = {"goodput", "ttft_ms_p99", "tpot_ms_p99", "e2el_ms_p99"}
+    for i, o in enumerate(config["objectives"]):
+        expected = OBJECTIVES[o["metric"]].direction
+        if o["direction"] != expected:
+            better = "smaller" if expected == "minimize" else "larger"
+            problems.append(f"objectives[{i}].direction: '{o['direction']}' for {o['metric']}; allowed value: "
+                            f"'{expected}' ({o['metric']} is better {better})")
+    online_only = {name for name, m in OBJECTIVES.items() if m.online_only}
     if config["benchmark"]["mode"] != "online" and online_only & set(metrics):
         problems.append(f"objectives: {', '.join(sorted(online_only & set(metrics)))} exist only in "
                         "benchmark.mode: online")
