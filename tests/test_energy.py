@@ -118,7 +118,7 @@ def test_no_dram_domain_estimates_ram(tmp_path):
     assert (r["cpu"].provenance, r["cpu"].joules) == ("measured", pytest.approx(3.0))
     assert r["ram"].provenance == "estimated"
     assert r["ram"].detail["fallback_reason"] == "no RAPL DRAM domains"
-    assert summarize(list(r.values()))["provenance"] == "mixed"
+    assert summarize(list(r.values()))["provenance"] == "partly estimated"
 
 
 def assert_cpu_falls_back(readings: list[EnergyReading], reason_contains: str) -> dict[str, EnergyReading]:
@@ -287,7 +287,7 @@ def test_summarize_provenance_and_total():
     ram = EnergyReading("ram", 1.5, "estimated", "estimated: ...", {})
 
     mixed = summarize([gpu, cpu, ram])
-    assert mixed["provenance"] == "mixed"
+    assert mixed["provenance"] == "partly estimated"
     assert mixed["total_j"] == pytest.approx(121.5)
     assert mixed["sources"][0] == {"source": "gpu", "joules": 100.0, "provenance": "measured",
                                    "method": "NVML total-energy counter, GPUs 0", "detail": {"gpus": []}}

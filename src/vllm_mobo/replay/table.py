@@ -39,7 +39,7 @@ import pandas as pd
 import yaml
 
 from ..engine_args import devices_used
-from ..records import METRIC_COLUMNS, ONLINE_COLUMNS, VLLM_DEFAULT, candidate_name
+from ..records import METRIC_COLUMNS, ONLINE_COLUMNS, VLLM_DEFAULT, candidate_name, provenance_summary
 from ..search.optimizer.observations import log_objectives_min, reference_point
 from ..search.optimizer.pareto import hypervolume, pareto_mask
 from ..search.space import Platform, SearchSpace
@@ -383,9 +383,8 @@ class ReplayTable:
                 prov = row.get(f"energy_{src}_provenance")
                 sources.append({"source": src, "joules": float(j), "provenance": prov if isinstance(prov, str) else ""})
         if sources or "energy_j" in metrics:
-            provs = {s["provenance"] for s in sources}
             rec["energy"] = {"total_j": metrics.get("energy_j"),
-                             "provenance": provs.pop() if len(provs) == 1 else "mixed",
+                             "provenance": provenance_summary(s["provenance"] for s in sources),
                              "idle_subtracted": str(row.get("energy_idle_subtracted")).lower() in ("true", "1"),
                              "sources": sources}
         if noise:

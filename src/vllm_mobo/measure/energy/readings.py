@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-MEASURED = "measured"
-ESTIMATED = "estimated"
+from ...records import ESTIMATED, MEASURED, provenance_summary
+
+__all__ = ["ESTIMATED", "MEASURED", "EnergyReading", "summarize"]
 
 
 @dataclass
@@ -24,13 +25,13 @@ class EnergyReading:
 
 
 def summarize(readings: list[EnergyReading]) -> dict:
-    """Total joules, overall provenance (``measured``, ``estimated`` or ``mixed``) and every reading as a dict."""
+    """Total joules, overall provenance (:func:`vllm_mobo.records.provenance_summary`) and every reading as a
+    dict: the ``energy`` block of a metrics record."""
     if not readings:
         raise ValueError("summarize() needs at least one reading")
-    provenances = {r.provenance for r in readings}
     out = {
         "total_j": float(sum(r.joules for r in readings)),
-        "provenance": provenances.pop() if len(provenances) == 1 else "mixed",
+        "provenance": provenance_summary(r.provenance for r in readings),
         "idle_subtracted": any("idle_baseline" in r.detail for r in readings),
         "sources": [r.to_dict() for r in readings],
     }
