@@ -22,12 +22,11 @@ import pandas as pd
 import psutil
 import pytest
 
-from vllm_mobo.measure import load, online
+from vllm_mobo.config import validate_config
+from vllm_mobo.measure import load, online, supervisor
 from vllm_mobo.measure import server as api_server
 from vllm_mobo.measure.failure import BenchmarkFailure
 from vllm_mobo.measure.runner import run_candidate
-from vllm_mobo.measure.supervisor import kill_recorded_group
-from vllm_mobo.config import validate_config
 from vllm_mobo.records import observation_row
 from vllm_mobo.search.optimizer.observations import to_observations
 
@@ -35,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 FAKE_SERVER = textwrap.dedent('''
-    import http.server, subprocess, sys, time
+    import http.server, os, subprocess, sys, time
     port, mode, child_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    open(os.path.join(os.path.dirname(child_file), "server.pid"), "w").write(str(os.getpid()))
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # stays in our group
     open(child_file, "w").write(str(child.pid))
     print("fake server starting", flush=True)
@@ -79,7 +79,7 @@ def fake_spec(tmp_path):
 
     def make(mode: str, timeout_s: float = 30, port: int = 0) -> dict:
         return {"server_command": [sys.executable, str(script), "{port}", mode, str(tmp_path / "child.pid")],
-                "server_log": str(tmp_path / "server.log"), "server_pid_file": str(tmp_path / "server.pid"),
+                "server_log": str(tmp_path / "server.log"),
                 "model": "unused", "engine_args": {},
                 "online": {"port": port, "server_start_timeout_s": timeout_s, "request_rates": [1], "slo": {}}}
 
@@ -183,27 +183,50 @@ def test_sigterm_to_the_worker_stops_the_server(fake_spec, tmp_path):
     assert not result_path.exists()  # interrupted: no result
 
 
+NESTED_SERVER = textwrap.dedent('''
+    """A worker that starts a server (not tied to it) with a helper child, records the server's pid and waits."""
+    import subprocess, sys, time
+    from vllm_mobo.measure import supervisor
+
+    helper = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); time.sleep(600)"
+    server = supervisor.start([sys.executable, "-c", helper], parent_death=None)
+    open(sys.argv[1], "w").write(str(server.pid))
+    time.sleep(600)
+''')
+
+
 def test_runner_stops_a_server_its_worker_left_behind(tmp_path):
-    """The worker was killed (timeout, OOM) before its own clean-up: the runner stops the server's group by the
-    PID the worker recorded."""
-    leader = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); time.sleep(600)"],
-                              start_new_session=True)
-    pid_file = tmp_path / "server.pid"
-    pid_file.write_text(str(leader.pid))
-    time.sleep(0.5)
-    members = [p.pid for p in psutil.Process(leader.pid).children(recursive=True)]
-    assert members
-    kill_recorded_group(pid_file)
-    leader.wait(timeout=10)
-    assert all(wait_gone(p) for p in members)
-    kill_recorded_group(pid_file)  # again: nothing left, no error
+    """The worker was killed (timeout, OOM) before its own clean-up and its server outlived it: the runner's stop
+    of the attempt finds the server (it carries the attempt's tag, its session is registered) and its helper."""
+    script, pid_file = tmp_path / "worker.py", tmp_path / "server.pid"
+    script.write_text(NESTED_SERVER)
+    worker = supervisor.start([sys.executable, str(script), str(pid_file)], state_dir=tmp_path / ".attempts",
+                              label="candidate stand-in")
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        server = psutil.Process(int(pid_file.read_text()))
+        while not server.children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        members = [server.pid] + [p.pid for p in server.children(recursive=True)]
+        assert len(members) == 2 and os.getsid(server.pid) == server.pid != worker.pid
+        os.kill(worker.pid, signal.SIGKILL)
+        assert worker.wait(10) == -signal.SIGKILL
+        assert not any(gone(p) for p in members)  # left behind
+        assert sorted(worker.finish(grace_s=5)) == sorted(members)
+        assert all(wait_gone(p) for p in members)
+        assert list((tmp_path / ".attempts").iterdir()) == []  # the attempt ended: its files are gone
+        assert worker.finish() == []  # again: nothing left, no error
+    finally:
+        supervisor.terminate(supervisor.attempt_processes(worker.tag), grace_s=1)
 
 
 FAKE_OPENAI_SERVER = textwrap.dedent('''
     """Streams max_tokens chunks per completion, one request at a time (a lock): latency grows with the load."""
-    import http.server, json, sys, threading, time
-    port, token_s = int(sys.argv[1]), float(sys.argv[2])
+    import http.server, json, os, sys, threading, time
+    port, token_s, pid_file = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+    open(pid_file, "w").write(str(os.getpid()))
     lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -242,8 +265,9 @@ def test_rates_slos_and_headline_against_a_stand_in_server(tmp_path):
     script.write_text(FAKE_OPENAI_SERVER)
     workload = {"num_prompts": 8, "input_len": {"min": 16, "max": 32}, "output_len": {"min": 8, "max": 16},
                 "shared_prefix_fraction": 0.0, "seed": 0}
-    spec = {"server_command": [sys.executable, str(script), "{port}", "0.005"], "model": "fake",
-            "server_log": str(tmp_path / "server.log"), "server_pid_file": str(tmp_path / "server.pid"),
+    spec = {"server_command": [sys.executable, str(script), "{port}", "0.005", str(tmp_path / "server.pid")],
+            "model": "fake",
+            "server_log": str(tmp_path / "server.log"),
             "engine_args": {}, "workload": workload, "vocab_size": 512, "warmup_prompts": 2, "cooldown_s": 0,
             "energy": {"cpu_watts_per_core": 7.5, "ram_watts_per_gb": 0.375},
             "online": {"port": 0, "server_start_timeout_s": 60, "request_rates": ["inf", 4, 1000],

@@ -131,16 +131,17 @@ def test_a_failed_notebook_run_is_run_again_not_rendered_empty(resumed_run):
 def test_failed_candidates_are_recorded_and_the_search_goes_on(tmp_path):
     cfg = load_test_config("tiny.yaml")
     cfg["run"] = "failing"
-    cfg["search_space"] = {"max_num_seqs": [16], "kv_cache_dtype": ["auto", "no_such_dtype"]}
+    # A context longer than the model's (1024 positions): vLLM's parser accepts it, the engine refuses it at start.
+    cfg["search_space"] = {"max_num_seqs": [16], "max_model_len": [1024, 65536]}
     cfg["optimizer"].update(initial_design=2, include_vllm_default=False, budget=2)
     write_config(tmp_path, cfg)
     run_snakemake(tmp_path, "--cores", "all")
     obs = pd.read_csv(tmp_path / "results" / "failing" / "observations.csv").set_index("candidate")
-    assert obs.loc["seqs16-kvauto", "status"] == "ok"
-    bad = obs.loc["seqs16-kvno_such_dtype"]
+    assert obs.loc["seqs16-max_model_len1024", "status"] == "ok"
+    bad = obs.loc["seqs16-max_model_len65536"]
     assert bad["status"] == "failed" and bad["failure_kind"] == "exception"
-    assert "no_such_dtype" in bad["failure_reason"] or "kv_cache_dtype" in bad["failure_reason"]
-    record = json.loads((tmp_path / "results" / "failing" / "iter_0" / "seqs16-kvno_such_dtype" / "metrics.json").read_text())
+    assert "max_model_len" in bad["failure_reason"]
+    record = json.loads((tmp_path / "results" / "failing" / "iter_0" / "seqs16-max_model_len65536" / "metrics.json").read_text())
     assert record["metrics"] is None and record["failure"]["log_tail"]
     pareto = pd.read_csv(tmp_path / "results" / "failing" / "pareto.csv")
-    assert list(pareto["candidate"]) == ["seqs16-kvauto"]
+    assert list(pareto["candidate"]) == ["seqs16-max_model_len1024"]

@@ -3,9 +3,9 @@
 ``python -m vllm_mobo.measure.online SPEC.json RESULT.json``:
 
 1. starts vLLM's OpenAI-compatible API server (``python -m vllm.entrypoints.openai.api_server``; the ``vllm``
-   command is missing on the CPU build) with the candidate's engine arguments on a free loopback port, as a
-   subprocess in its own process group, its output in ``spec["server_log"]`` and its PID in
-   ``spec["server_pid_file"]`` (so that the runner can stop the group even if this worker is killed);
+   command is missing on the CPU build) with the candidate's engine arguments on a free loopback port, through
+   :mod:`.supervisor` (a session of its own inside the runner's attempt, so that the runner stops it even if this
+   worker is killed), its output in ``spec["server_log"]``;
 2. waits for ``GET /health``; a server that exits or is not healthy within ``online.server_start_timeout_s`` is a
    failed candidate, with the tail of its log as the reason;
 3. sends a warm-up batch (not measured), then, for each request rate in ascending order, drives the server with
@@ -13,7 +13,7 @@
    at once for ``inf``), with the workload's prompts as token ids, and meters energy over exactly that call
    (:class:`~vllm_mobo.measure.energy.EnergySession` rooted at the server's PID, so the CPU/RAM estimates attribute the
    server's process tree);
-4. stops the server through its process group (SIGTERM, then SIGKILL after a grace period), also on failure and
+4. stops the server with its engine processes (SIGTERM, then SIGKILL after a grace period), also on failure and
    on SIGTERM/SIGINT, and writes RESULT.json: the measurements, or ``{"failure": {...}}`` for a known failure.
 
 The energy window is the ``benchmark`` call: it holds the load and, around it, vLLM's client set-up inside that

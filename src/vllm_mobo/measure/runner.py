@@ -1,8 +1,10 @@
 """Run one candidate in its own process group, with a timeout, and write its ``metrics.json`` atomically.
 
-The worker is :mod:`.offline` or :mod:`.online` (``benchmark.mode``). An online worker starts an API server in a
-process group of its own and records the server's PID; the runner stops that group as well when the worker is
-killed (timeout) or the runner is interrupted, so nothing is left running.
+The worker is :mod:`.offline` or :mod:`.online` (``benchmark.mode``), started by :mod:`.supervisor`: in a session
+of its own, killed if the runner dies, with an attempt tag every process it starts inherits (the online worker's
+API server and vLLM's engine processes) and an attempt file in the run's state folder (``<run>/.attempts``).
+When the worker ends, times out or the runner is interrupted, the runner stops every process of the attempt and
+removes the file; before it starts, it stops what earlier attempts of this host left when their runner was killed.
 
 Whatever happens to the worker (an exception, an out-of-memory kill, a hang past the timeout), the runner writes
 a metrics file: ``status: ok`` with the measurements, or ``status: failed`` with the kind of failure, the reason
@@ -22,14 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from .gpus import claim_gpus
-from ..io import write_json_atomic
-from ..search.space import candidate_name, devices_used
 from .. import hardware
-from .supervisor import die_with_parent, group_alive, kill_recorded_group
+from ..engine_args import devices_used, merge
+from ..io import write_json_atomic
+from ..records import SCHEMA_VERSION, candidate_name
+from . import supervisor
+from .gpus import claim_gpus
 from .model import has_tokenizer, model_location, vocab_size, write_synthetic_tokenizer
 
-SCHEMA_VERSION = 1
 _OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|No available memory for the cache blocks", re.I)
 
 
@@ -45,7 +47,7 @@ def build_spec(config: dict, candidate: dict, model_dir: str | None) -> dict:
     bench = config["benchmark"]
     mode = bench["mode"]
     model, model_args = model_location(wl["model"], model_dir, serving=mode == "online")
-    engine_args = {**model_args, **config.get("engine_args", {}), **candidate["config"]}
+    engine_args = merge(config.get("engine_args", {}), candidate["config"], model_args)
     engine_args.setdefault("seed", wl.get("seed", 0))
     if wl.get("max_model_len"):
         engine_args.setdefault("max_model_len", wl["max_model_len"])
@@ -145,11 +147,18 @@ def _append_server_log(server_log: Path, log) -> None:
         log.flush()
 
 
+#: Seconds an interrupted worker gets to stop its API server before it is killed.
+INTERRUPT_GRACE_S = 15.0
+
+
 def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path | str, log_path: Path | str,
-                  model_dir: str | None = None, worker_module: str | None = None) -> dict:
+                  model_dir: str | None = None, worker_module: str | None = None,
+                  state_dir: Path | str | None = None) -> dict:
     """Benchmark ``candidate`` (``{"name", "config"}``) and write ``out_path``; return the metrics written.
-    The worker module is the one of ``benchmark.mode`` (:data:`WORKERS`) unless given."""
+    The worker module is the one of ``benchmark.mode`` (:data:`WORKERS`) unless given; the attempt file goes to
+    ``state_dir`` (default: the run's, see :func:`.supervisor.state_dir_for`)."""
     out_path, log_path = Path(out_path), Path(log_path)
+    state_dir = Path(state_dir) if state_dir is not None else supervisor.state_dir_for(out_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     worker_module = worker_module or WORKERS[config["benchmark"]["mode"]]
     try:
@@ -181,53 +190,50 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
     # The worker's files live beside the result, so its command line names the run it belongs to.
     with gpu_claim, tempfile.TemporaryDirectory(dir=out_path.parent.resolve(), prefix=".worker-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-        server_log, server_pid_file = Path(tmp) / "server.log", Path(tmp) / "server.pid"
+        server_log = Path(tmp) / "server.log"
         if spec["mode"] == "online":
-            spec.update(server_log=str(server_log), server_pid_file=str(server_pid_file))
+            spec.update(server_log=str(server_log))
         spec_path.write_text(json.dumps(spec))
         t0 = time.perf_counter()
         timed_out = False
         with open(log_path, "a") as log:
+            supervisor.stop_leftovers(state_dir, log=lambda line: (log.write(line + "\n"), log.flush()))
             log.write(f"[vllm-mobo] candidate {candidate['name']} engine_args={json.dumps(spec['engine_args'])}\n")
             log.flush()
-            proc = subprocess.Popen([sys.executable, "-m", worker_module, str(spec_path), str(result_path)],
-                                    stdout=log, stderr=subprocess.STDOUT, env=worker_environment(spec),
-                                    start_new_session=True, preexec_fn=die_with_parent)
+            worker, interrupted, defer = None, [], [True]
 
-            def _kill_group(signum=None, frame=None):
-                if signum is not None:  # the worker stops its server itself on SIGTERM: give it the chance
-                    try:
-                        os.killpg(proc.pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
-                    deadline = time.monotonic() + 15
-                    while time.monotonic() < deadline and group_alive(proc.pid):  # zombies count as gone
-                        time.sleep(0.2)
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                kill_recorded_group(server_pid_file)  # if the worker could not
-                if signum is not None:  # interrupted: leave nothing running, write nothing
-                    raise SystemExit(128 + signum)
+            def _interrupt(signum, frame):
+                if not interrupted:  # the first signal counts; raised at once unless starting or stopping
+                    interrupted.append(signum)
+                    if not defer:
+                        raise SystemExit(128 + signum)
 
-            previous = {s: signal.signal(s, _kill_group) for s in (signal.SIGTERM, signal.SIGINT)}
+            previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
             try:
-                proc.wait(timeout=config["benchmark"]["timeout_s"])
-            except subprocess.TimeoutExpired:
-                timed_out = True
+                worker = supervisor.start([sys.executable, "-m", worker_module, str(spec_path), str(result_path)],
+                                          stdout=log, stderr=subprocess.STDOUT, env=worker_environment(spec),
+                                          state_dir=state_dir, label=f"candidate {candidate['name']}",
+                                          parent_death=signal.SIGKILL)
+                defer.clear()
+                if interrupted:
+                    raise SystemExit(128 + interrupted[0])
+                timed_out = worker.wait(timeout=config["benchmark"]["timeout_s"]) is None
             finally:
-                _kill_group()  # the engine's helper processes go with the group
-                proc.wait()
+                defer.append(True)
+                # the worker, its API server and vLLM's engine processes; interrupted: leave nothing, write nothing
+                if worker is not None:
+                    worker.finish(grace_s=INTERRUPT_GRACE_S if interrupted else supervisor.STOP_GRACE_S)
                 for s, h in previous.items():
                     signal.signal(s, h)
                 log.flush()
                 worker_tail = _tail(log_path)  # the worker's own last words decide the failure's kind and reason
                 _append_server_log(server_log, log)
+        if interrupted:  # a signal while the worker was being stopped
+            raise SystemExit(128 + interrupted[0])
         record["timing"] = {"wall_s": time.perf_counter() - t0}
         result = json.loads(result_path.read_text()) if result_path.exists() else None
         if result is not None and "failure" in result:  # a failure the worker recognised (online mode)
-            record.update(status="failed", failure={**result["failure"], "returncode": proc.returncode},
+            record.update(status="failed", failure={**result["failure"], "returncode": worker.returncode},
                           metrics=None, energy=None)
         elif result is not None:  # a worker that hangs in shutdown after writing still counts
             record.update(status="ok", failure=None, metrics=result["measurements"], energy=result["energy"],
@@ -237,8 +243,8 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
                 if key in result:
                     record[key] = result[key]
         else:
-            kind, reason = classify_failure(proc.returncode, timed_out, worker_tail)
-            record.update(status="failed", failure={"kind": kind, "reason": reason, "returncode": proc.returncode,
+            kind, reason = classify_failure(worker.returncode, timed_out, worker_tail)
+            record.update(status="failed", failure={"kind": kind, "reason": reason, "returncode": worker.returncode,
                                                     "log_tail": _tail(log_path)}, metrics=None, energy=None)
     write_json_atomic(out_path, record)
     return record

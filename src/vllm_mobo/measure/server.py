@@ -4,6 +4,7 @@ the engine settings it resolved (read from its log)."""
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -12,8 +13,8 @@ import urllib.request
 from pathlib import Path
 
 from ..engine_args import server_argv
+from . import supervisor
 from .failure import BenchmarkFailure
-from .supervisor import kill_group, terminate_with_parent
 
 HOST = "127.0.0.1"
 PORT_ATTEMPTS = 3
@@ -67,12 +68,13 @@ def _last_error(tail: str) -> str:
 
 
 class Server:
-    """One API server process (group) with its log; :meth:`stop` is idempotent."""
+    """One API server with its log, started by :mod:`.supervisor` (a session of its own, SIGTERM when its parent
+    dies, inside the enclosing attempt if there is one); :meth:`stop` stops it with its engine processes and is
+    idempotent."""
 
-    def __init__(self, cmd: list[str], port: int, log_path: Path, env: dict | None = None,
-                 pid_file: Path | None = None):
-        self.cmd, self.port, self.log_path, self.env, self.pid_file = cmd, port, Path(log_path), env, pid_file
-        self.proc: subprocess.Popen | None = None
+    def __init__(self, cmd: list[str], port: int, log_path: Path, env: dict | None = None):
+        self.cmd, self.port, self.log_path, self.env = cmd, port, Path(log_path), env
+        self.proc: supervisor.Supervised | None = None
 
     @property
     def pid(self) -> int:
@@ -82,11 +84,8 @@ class Server:
         with open(self.log_path, "ab") as log:
             log.write(f"[vllm-mobo] server command: {' '.join(self.cmd)}\n".encode())
             log.flush()
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env, start_new_session=True,
-                                         preexec_fn=terminate_with_parent)
-        if self.pid_file:
-            self.pid_file.write_text(str(self.proc.pid))
+            self.proc = supervisor.start(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env, parent_death=signal.SIGTERM)
 
     def wait_healthy(self, timeout_s: float, poll_s: float = 0.5) -> float:
         """Seconds until ``GET /health`` answered 200. Raises :class:`BenchmarkFailure` (``server_exit``, with
@@ -117,11 +116,7 @@ class Server:
     def stop(self) -> None:
         if self.proc is None:
             return
-        kill_group(self.proc.pid, reap=self.proc.poll)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        self.proc.finish()
 
 
 def start_server(spec: dict, parser, env: dict | None = None) -> tuple[Server, float, list[str]]:
@@ -140,8 +135,7 @@ def start_server(spec: dict, parser, env: dict | None = None) -> tuple[Server, f
             cmd = [a.replace("{port}", str(port)) for a in spec["server_command"]]
         else:
             cmd = server_argv(spec["model"], spec["engine_args"], port, HOST, parser=parser)
-        server = Server(cmd, port, Path(spec["server_log"]), env=env,
-                        pid_file=Path(spec["server_pid_file"]) if spec.get("server_pid_file") else None)
+        server = Server(cmd, port, Path(spec["server_log"]), env=env)
         server.start()
         print(f"[vllm-mobo] API server pid {server.pid} starting on {HOST}:{port}", flush=True)
         try:

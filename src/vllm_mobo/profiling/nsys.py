@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
-
+from ..measure import supervisor
 from ..measure.offline import NVTX_MEASURE
 from .breakdown import measure_window, read_stats_csv
 
@@ -81,31 +80,34 @@ def stats_command(nsys: str, report: str, rep: Path | str, window: tuple[int, in
     return cmd + [str(rep)]
 
 
-def _run(cmd: list[str], log, timeout: float, env: dict | None = None, stdout=None) -> tuple[int | None, bool]:
-    """Run ``cmd`` in its own process group; (return code, timed out). The group is killed on timeout."""
+#: Seconds nsys gets after SIGINT to write its report, when a profile runs past its time limit.
+NSYS_INTERRUPT_GRACE_S = 60.0
+
+
+def _run(cmd: list[str], log, timeout: float, env: dict | None = None, stdout=None,
+         state_dir: Path | str | None = None) -> tuple[int | None, bool]:
+    """Run ``cmd`` under :mod:`..measure.supervisor` (a session of its own, killed if this process dies); (return
+    code, timed out). On timeout it gets SIGINT first (nsys still writes its report), then SIGKILL; nothing it
+    started outlives the call. An ``nsys profile`` runs as an attempt of the run's state folder (``state_dir``,
+    by default the one of its ``-o`` path), after the leftovers of interrupted attempts there are stopped."""
     log.write("[vllm-mobo] $ " + " ".join(cmd) + "\n")
     log.flush()
-    proc = subprocess.Popen(cmd, stdout=stdout or log, stderr=log, env=env, start_new_session=True)
+    label = ""
+    if state_dir is None and len(cmd) > 1 and cmd[1] == "profile" and "-o" in cmd[:-1]:
+        out = Path(cmd[cmd.index("-o") + 1])
+        state_dir, label = supervisor.state_dir_for(out), f"profile of {out.parent.name}"
+    if state_dir is not None:
+        supervisor.stop_leftovers(state_dir, log=lambda line: (log.write(line + "\n"), log.flush()))
+    proc = supervisor.start(cmd, stdout=stdout or log, stderr=log, env=env, state_dir=state_dir, label=label,
+                            parent_death=signal.SIGKILL)
     try:
-        proc.wait(timeout=timeout)
-        return proc.returncode, False
-    except subprocess.TimeoutExpired:
-        for sig, grace in ((signal.SIGINT, 60), (signal.SIGKILL, 10)):  # SIGINT first: nsys still writes its file
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        code = proc.wait(timeout)
+        if code is not None:
+            return code, False
+        proc.stop(grace_s=NSYS_INTERRUPT_GRACE_S, first=signal.SIGINT)
         return proc.returncode, True
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # nothing of the group outlives the call
-        except (ProcessLookupError, PermissionError):
-            pass
+        proc.finish()
 
 
 def export_stats(nsys: str, rep: Path, out_dir: Path, log, timeout: float = 900) -> dict:

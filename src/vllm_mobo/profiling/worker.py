@@ -34,18 +34,9 @@ def worker_main(argv: list[str]) -> int:
     # own handlers and its CUDA trace reaches nsys; SIGKILL only after 20 s. nsys ends when all have exited.
     import psutil
 
-    left = psutil.Process().children(recursive=True)
-    for proc in left:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(left, timeout=20)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
+    from ..measure.supervisor import terminate
+
+    terminate(psutil.Process().children(recursive=True), grace_s=20)
     return 0
 
 
