@@ -1,6 +1,7 @@
 # Set-up and the two commands of the README:
 #   make run    create .venv (vLLM's CPU build unless a GPU build is wanted) and run the search on config.yaml
 #   make test   the test suite (what CI runs)
+#   make test-fast   the tests without the engine and SLURM ones (pytest -m "not slow"), for everyday work
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 VLLM_BUILD ?= cpu
 CORES ?= all
 
-.PHONY: venv tex run report test lint clean
+.PHONY: venv tex run report test test-fast lint clean
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,9 @@ report: venv
 
 test: venv tex
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -v
+
+test-fast: venv tex
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not slow"
 
 lint: venv
 	$(BIN)/snakemake --lint

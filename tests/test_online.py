@@ -22,6 +22,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from conftest import run_snakemake
 from vllm_mobo.config import validate_config
 from vllm_mobo.measure import load, online, supervisor
 from vllm_mobo.measure import server as api_server
@@ -31,7 +32,6 @@ from vllm_mobo.records import observation_row
 from vllm_mobo.search.optimizer.observations import to_observations
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 FAKE_SERVER = textwrap.dedent('''
     import http.server, os, subprocess, sys, time
@@ -376,8 +376,7 @@ def test_online_mode_end_to_end(tmp_path):
     """snakemake --cores all with mode: online: 2 candidates, each an API server at 8 req/s and all at once."""
     (tmp_path / "config.yaml").write_text((ROOT / "tests/configs/online_tiny.yaml").read_text())
     t0 = time.monotonic()
-    proc = subprocess.run([str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--cores", "all",
-                           "--resources", "benchmark_slots=1"], cwd=tmp_path, capture_output=True, text=True)
+    proc = run_snakemake(tmp_path, "--cores", "all", "--resources", "benchmark_slots=1", check=False, timeout=1500)
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     print(f"pipeline took {elapsed:.0f} s")
