@@ -1,4 +1,4 @@
-"""The strategy-comparison benchmark (src/vllm_mobo/strategy_benchmark.py, benchmarks/optimizer/, the Snakemake
+"""The strategy-comparison benchmark (vllm_mobo.replay.compare, `vllm-mobo compare-strategies`, the Snakemake
 target optimizer_benchmark) on SYNTHETIC replay tables (made-up numbers, built by tests/test_replay.py's helpers).
 Small budgets and 2 seeds: seconds, not minutes."""
 

@@ -1,13 +1,17 @@
 """vllm-mobo: multi-objective Bayesian optimisation of vLLM engine configurations.
 
-The package holds all the logic; the Snakemake rules under ``workflow/`` only wire files to it.
+The package holds all the logic; the Snakemake rules under ``workflow/`` only wire files to it. One folder per
+stage of the pipeline, imports pointing down the layers:
 
-- :mod:`vllm_mobo.config`: load and validate ``config.yaml`` against the JSON schema.
-- :mod:`vllm_mobo.search.space`: the enumerable search space, its encoding and the validity rules.
-- :mod:`vllm_mobo.search.optimizer`: initial design, surrogates, exact 2-D EHVI, batch proposal.
-- :mod:`vllm_mobo.measure`: one candidate on the real vLLM engine, in its own process.
-- :mod:`vllm_mobo.measure.energy`: GPU (NVML), CPU (RAPL or estimate) and RAM (estimate) meters.
-- :mod:`vllm_mobo.report.tables`: observations, Pareto set, hypervolume; :mod:`vllm_mobo.report.plots`: figures.
+- bottom: :mod:`.config` (config.yaml against the schema), :mod:`.records` (the metrics.json record and the metric
+  catalogue), :mod:`.engine_args` (vLLM's engine arguments: merge, flags, validation), :mod:`.hardware`,
+  :mod:`.io`, :mod:`.resources` (packaged schema and templates);
+- :mod:`.search`: the space, its validity rules and one iteration's proposal; ``search.optimizer``: the strategies;
+- :mod:`.measure`: one candidate on the real vLLM engine in its own supervised process, and its energy;
+- :mod:`.report`: tables, analysis, figures, the LaTeX report and the exported configuration;
+- :mod:`.profiling` (Nsight Systems), :mod:`.replay` (measured tables and the strategy comparison),
+  :mod:`.slurm` (preflight against sinfo);
+- top: :mod:`.cli`, the ``vllm-mobo`` command.
 """
 
 __version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""SLURM: the preflight of a run's job requests against what the cluster offers."""
