@@ -5,10 +5,11 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 
 from vllm_mobo.io import read_json, write_json_atomic
+from vllm_mobo.records import load_records
 from vllm_mobo.search.plan import plan_iteration, platform_for
 
 iteration = snakemake.params.iteration
-records = [read_json(p) for p in snakemake.input.metrics]
+records = load_records(snakemake.input.metrics)
 history = [read_json(p) for p in snakemake.input.proposals]
 proposal = plan_iteration(snakemake.config, iteration, records, history, platform_for(snakemake.config))
 write_json_atomic(snakemake.output.proposal, proposal)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import hardware
-from ..records import candidate_name
+from ..records import Record, candidate_name
 from .optimizer.observations import to_observations
 from .optimizer.propose import propose_batch
 from .space import Platform, SearchSpace
@@ -31,7 +31,7 @@ def valid_and_skipped(config: dict, platform: Platform) -> tuple[SearchSpace, li
     return space, valid, table
 
 
-def plan_iteration(config: dict, iteration: int, records: list[dict], history: list[dict],
+def plan_iteration(config: dict, iteration: int, records: list[Record | dict], history: list[dict],
                    platform: Platform, allowed: set[str] | None = None) -> dict:
     """The proposal for ``iteration``: ``records`` are the metrics of every earlier candidate, ``history`` the
     earlier proposals (for the EHVI stop rule). Adds the platform and stop decision to :func:`propose_batch`'s.
