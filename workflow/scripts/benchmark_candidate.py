@@ -1,6 +1,5 @@
 """One candidate on the real vLLM engine; the worker's output goes to the job's log."""
 
-
 from vllm_mobo.io import read_json
 from vllm_mobo.measure.runner import run_candidate
 from vllm_mobo.records import Record
