@@ -7,6 +7,7 @@ texlive-fonts-recommended poppler-utils); without latexmk they are skipped and t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -200,7 +201,8 @@ def test_latex_escaping_survives_a_real_build(tmp_path):
     weird = "odd_name&50%#1$"
     obs = run["observations"].replace({"candidate": {"seqs64-prefix1-mbt1024": weird}})
     pareto = run["pareto"].replace({"candidate": {"seqs64-prefix1-mbt1024": weird}})
-    records = [dict(r, candidate=weird) if r["candidate"] == "seqs64-prefix1-mbt1024" else r for r in run["records"]]
+    records = [dataclasses.replace(r, candidate=weird) if r.candidate == "seqs64-prefix1-mbt1024" else r
+               for r in run["records"]]
     ctx = latex_context(obs, pareto, records, run["proposals"], cfg, "results/tiny/model", figures={})
     tex = tmp_path / "t.tex"
     tex.write_text(render_latex(resource("report.tex"), ctx))
@@ -309,20 +311,24 @@ def test_captions_shared_with_the_pdf_are_plain_text():
 
 
 def test_method_text_names_the_load_of_each_mode_and_every_strategy():
+    from vllm_mobo.records import Record
     from vllm_mobo.report.latex import load_text
     from vllm_mobo.search.optimizer.strategies import DESCRIPTIONS, STRATEGIES
+
+    def runs(mode: str) -> list[Record]:
+        return [Record.from_dict({"candidate": "vllm-default", "status": "ok", "mode": mode})]
 
     assert set(DESCRIPTIONS) == set(STRATEGIES)  # a new strategy gets its sentence in the report
     cfg = validate_config(yaml.safe_load((Path(__file__).parents[1] / "benchmarks" / "configs"
                                           / "gpu4_online_llama8b.yaml").read_text()))
-    online = load_text(cfg, [{"mode": "online"}])
+    online = load_text(cfg, runs("online"))
     assert online.startswith("online: 400 requests per rate") and "at 20/s (Poisson arrivals)" in online
     assert "1000" not in online  # workload.num_prompts is the offline count, not what the server was sent
     cfg["benchmark"]["online"]["request_rates"] = [5, "inf"]
-    assert "server at 5/s and all at once (Poisson arrivals)" in load_text(cfg, [{"mode": "online"}])
+    assert "server at 5/s and all at once (Poisson arrivals)" in load_text(cfg, runs("online"))
     cfg["benchmark"]["online"]["request_rates"] = ["inf"]
-    assert load_text(cfg, [{"mode": "online"}]).endswith("server all at once")
-    assert load_text(cfg, [{"mode": "offline"}]) == "offline: 1000 prompts submitted at once"
+    assert load_text(cfg, runs("online")).endswith("server all at once")
+    assert load_text(cfg, runs("offline")) == "offline: 1000 prompts submitted at once"
 
 
 def test_space_sizes_come_from_the_last_proposal_that_proposed_something():
