@@ -120,7 +120,8 @@ def step_exported_command(model_dir: Path) -> None:
         stopped = proc.finish()
     cfg = info.get("vllm_config") or {}
     sched, cache = cfg.get("scheduler_config") or {}, cfg.get("cache_config") or {}
-    resolved = {"max_num_seqs": sched.get("max_num_seqs"), "max_num_batched_tokens": sched.get("max_num_batched_tokens"),
+    resolved = {"max_num_seqs": sched.get("max_num_seqs"),
+                "max_num_batched_tokens": sched.get("max_num_batched_tokens"),
                 "enable_chunked_prefill": sched.get("enable_chunked_prefill"), "block_size": cache.get("block_size"),
                 "enable_prefix_caching": cache.get("enable_prefix_caching")}
     emit("exported_command", command=command, healthy_s=round(healthy_s, 1), given=given, resolved=resolved,
@@ -162,12 +163,14 @@ def step_leftovers(model_dir: Path) -> None:
         time.sleep(2)
     loaded = gpu_memory()
     apps = gpu_apps()
-    tree = [{"pid": p.pid, "name": p.name(), "sid": os.getsid(p.pid)} for p in psutil.Process(runner.pid).children(recursive=True)]
+    tree = [{"pid": p.pid, "name": p.name(), "sid": os.getsid(p.pid)}
+            for p in psutil.Process(runner.pid).children(recursive=True)]
     os.killpg(runner.pid, signal.SIGKILL)  # kill -9 of the "Snakemake" process group
     runner.wait()
     time.sleep(15)
-    left = [a for a in gpu_apps()]
-    alive = [t for t in tree if psutil.pid_exists(t["pid"]) and psutil.Process(t["pid"]).status() != psutil.STATUS_ZOMBIE]
+    left = gpu_apps()
+    alive = [t for t in tree
+             if psutil.pid_exists(t["pid"]) and psutil.Process(t["pid"]).status() != psutil.STATUS_ZOMBIE]
     emit("leftovers_before", gpu_memory_idle_mib=base, gpu_memory_loaded_mib=loaded, gpu_apps_loaded=apps,
          process_tree=tree, after_kill_minus_9={"gpu_apps": left, "alive": alive, "gpu_memory_mib": gpu_memory()},
          attempt_files=sorted(p.name for p in state.glob("*")))

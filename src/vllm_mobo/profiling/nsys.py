@@ -85,17 +85,13 @@ NSYS_INTERRUPT_GRACE_S = 60.0
 
 
 def _run(cmd: list[str], log, timeout: float, env: dict | None = None, stdout=None,
-         state_dir: Path | str | None = None) -> tuple[int | None, bool]:
-    """Run ``cmd`` under :mod:`..measure.supervisor` (a session of its own, killed if this process dies); (return
-    code, timed out). On timeout it gets SIGINT first (nsys still writes its report), then SIGKILL; nothing it
-    started outlives the call. An ``nsys profile`` runs as an attempt of the run's state folder (``state_dir``,
-    by default the one of its ``-o`` path), after the leftovers of interrupted attempts there are stopped."""
+         state_dir: Path | str | None = None, label: str = "") -> tuple[int | None, bool]:
+    """Run ``cmd`` under :mod:`vllm_mobo.measure.supervisor` (a session of its own, killed if this process dies);
+    (return code, timed out). On timeout it gets SIGINT first (nsys still writes its report), then SIGKILL; nothing
+    it started outlives the call. With ``state_dir`` (an ``nsys profile`` of a run) it is an attempt of that state
+    folder, started after the leftovers of interrupted attempts there are stopped."""
     log.write("[vllm-mobo] $ " + " ".join(cmd) + "\n")
     log.flush()
-    label = ""
-    if state_dir is None and len(cmd) > 1 and cmd[1] == "profile" and "-o" in cmd[:-1]:
-        out = Path(cmd[cmd.index("-o") + 1])
-        state_dir, label = supervisor.state_dir_for(out), f"profile of {out.parent.name}"
     if state_dir is not None:
         supervisor.stop_leftovers(state_dir, log=lambda line: (log.write(line + "\n"), log.flush()))
     proc = supervisor.start(cmd, stdout=stdout or log, stderr=log, env=env, state_dir=state_dir, label=label,

@@ -14,6 +14,7 @@ import pandas as pd
 from ..measure.offline import NVTX_MEASURE
 from .breakdown import CATEGORIES, breakdown_from_exports, capture_status
 from .configs import ROLE_LABELS, parallel_sizes, select_configs
+from ..measure import supervisor
 from .nsys import NSYS_DEVICE_PATH, _run, export_stats, find_nsys, nsys_environment, profile_command, unavailable_reason
 
 STATUS_COLUMNS = ["candidate", "roles", "iteration", "tensor_parallel_size", "pipeline_parallel_size", "status",
@@ -58,7 +59,8 @@ def profile_config(config: dict, entry: dict, out_dir: Path, nsys: str, model_di
             spec["gpus_pinned"] = claimed
             spec_path.write_text(json.dumps(spec, indent=2))
         code, timed_out = _run(profile_command(nsys, rep_base, spec_path, result_path, prof["cuda_graph_trace"]),
-                               log, timeout, env=nsys_environment(worker_environment(spec), spawn=True))
+                               log, timeout, env=nsys_environment(worker_environment(spec), spawn=True),
+                               state_dir=supervisor.state_dir_for(rep_base), label=f"profile of {entry['candidate']}")
     row = {"report": str(rep), "stats_filter": ""}
     if not rep.exists():
         why = "timed out" if timed_out else f"exit status {code}"
