@@ -14,7 +14,7 @@ import jinja2
 import pandas as pd
 
 from ..engine_args import flag_groups
-from ..records import Record, metric_label, record_index
+from ..records import OBJECTIVES, Record, metric_label, record_index
 from ..search.optimizer.strategies import DESCRIPTIONS
 from .analysis import enrich_observations, fmt, latex_escape, limitations, platform_table, search_summary
 from .baseline import default_comparison, default_text, role_label, roles
@@ -68,8 +68,8 @@ def rst_caption(path: str | Path) -> str:
 
 def _short_header(column: str) -> str:
     """Narrow column headers for the knob table: ``spread % output_tokens_per_s`` -> ``spread % tokens/s``."""
-    for metric, short in (("output_tokens_per_s", "tokens/s"), ("joules_per_output_token", "J/token")):
-        column = column.replace(metric, short)
+    for metric in sorted(OBJECTIVES, key=len, reverse=True):
+        column = column.replace(metric, OBJECTIVES[metric].unit)
     return column.replace("values evaluated", "values").replace("best value for", "best for")
 
 

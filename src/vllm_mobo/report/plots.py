@@ -159,7 +159,7 @@ def energy_sources_figure(obs: pd.DataFrame, path_png: str, path_pdf: str | None
     ax.set_xticks(range(len(order)))
     ax.set_xticklabels([_short(c) + (" (vLLM default)" if c in default else "") for c in order], rotation=45,
                        ha="right", fontsize=7)
-    ax.set_ylabel(f"J per output token ({energy_qualifier(obs).upper()})")
+    ax.set_ylabel(f"{metric_label('joules_per_output_token')} ({energy_qualifier(obs).upper()})")
     present = [s for s in SOURCES if s in set(e["source"])]
     handles = [Patch(facecolor=SOURCE_COLOURS[s], edgecolor="black", label=s.upper()) for s in present]
     handles += [Patch(facecolor="white", edgecolor="black", hatch=HATCHES[p], label=p)
