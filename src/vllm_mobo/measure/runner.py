@@ -149,6 +149,9 @@ def _append_server_log(server_log: Path, log) -> None:
 
 #: Seconds an interrupted worker gets to stop its API server before it is killed.
 INTERRUPT_GRACE_S = 15.0
+#: Seconds what is left of an attempt gets after SIGTERM once the worker has ended (its result is on disk, or it
+#: timed out): vLLM's own shutdown of orphaned engine processes takes 5-10 s and measures nothing.
+AFTER_EXIT_GRACE_S = 1.0
 
 
 def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path | str, log_path: Path | str,
@@ -222,7 +225,7 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
                 defer.append(True)
                 # the worker, its API server and vLLM's engine processes; interrupted: leave nothing, write nothing
                 if worker is not None:
-                    worker.finish(grace_s=INTERRUPT_GRACE_S if interrupted else supervisor.STOP_GRACE_S)
+                    worker.finish(grace_s=INTERRUPT_GRACE_S if interrupted else AFTER_EXIT_GRACE_S)
                 for s, h in previous.items():
                     signal.signal(s, h)
                 log.flush()
