@@ -23,7 +23,7 @@ def rows(results_dir: Path):
             continue
         sources = {s.source: s for s in r.energy.sources}
         gpus = sources["gpu"].detail["gpus"]
-        used = set(r.raw["gpus_pinned"])
+        used = set(r.gpus_pinned)
         own = sum(g["joules"] for g in gpus if g["index"] in used)
         others = [g for g in gpus if g["index"] not in used]
         window = sources["gpu"].detail["window_s"]

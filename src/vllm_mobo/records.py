@@ -205,8 +205,9 @@ class Record:
     software: dict = field(default_factory=dict)
     workload: dict = field(default_factory=dict)
     model: str | None = None
+    gpus_pinned: list = field(default_factory=list)
+    gpus_metered: list = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
-    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, d: dict) -> Record:
@@ -218,20 +219,13 @@ class Record:
             energy=Energy.from_dict(d.get("energy")), failure=Failure.from_dict(d.get("failure")),
             timing=dict(d.get("timing") or {}), hardware=dict(d.get("hardware") or {}),
             software=dict(d.get("software") or {}), workload=dict(d.get("workload") or {}), model=d.get("model"),
-            schema_version=int(d.get("schema_version", 1)), raw=d,
+            gpus_pinned=list(d.get("gpus_pinned") or []), gpus_metered=list(d.get("gpus_metered") or []),
+            schema_version=int(d.get("schema_version", 1)),
         )
-
-    def to_dict(self) -> dict:
-        """The record as it was read (every key, also those this view does not type)."""
-        return self.raw
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-    @property
-    def slo_met(self) -> bool | None:
-        return self.metrics.get("slo_met") if self.ok else None
 
     @property
     def feasible(self) -> bool:

@@ -277,12 +277,6 @@ class Supervised:
             _remove_attempt(self.attempt_file)
         return stopped
 
-    def __enter__(self) -> "Supervised":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.finish()
-
 
 def start(cmd: list[str], *, env: dict | None = None, state_dir: Path | str | None = None, label: str = "",
           parent_death: int | None = signal.SIGKILL, **popen_kwargs) -> Supervised:
