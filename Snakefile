@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/confirm.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/profile.smk"
 # The optimiser benchmark (replayed tables; not part of rule all): snakemake --cores all optimizer_benchmark
@@ -34,4 +35,6 @@ rule all:
         f"{RESULTS}/profiles/breakdown.csv",
         f"{RESULTS}/profiles/explanation.txt",
         f"{RESULTS}/figures/profile_breakdown.png",
+        # the confirmation stage (confirm.enabled)
+        list(confirm_outputs().values()),
     default_target: True

@@ -16,7 +16,7 @@ LAYERS = {
     "config": 1,
     "search": 2, "measure": 2,
     "report": 3,
-    "profiling": 4, "replay": 4, "slurm": 4,
+    "profiling": 4, "replay": 4, "slurm": 4, "confirm": 4,
     "cli": 5,
 }
 #: Longer modules that are one idea each.

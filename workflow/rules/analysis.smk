@@ -42,6 +42,12 @@ FIGURES = {
     "tp_pp": ("tp_pp.rst", "Knobs", "TP x PP trade-off"),
     "latency": ("latency.rst", "Latency", "latency percentiles"),
 }
+# Figures that can hold no data in this run are not drawn (nor shown in the reports): latency percentiles exist in
+# online mode only, and the TP x PP figure needs tensor or pipeline parallelism in the search space.
+if config["benchmark"]["mode"] != "online":
+    del FIGURES["latency"]
+if not {"tensor_parallel_size", "pipeline_parallel_size"} & set(config["search_space"]):
+    del FIGURES["tp_pp"]
 
 
 rule figures:

@@ -12,6 +12,7 @@ rule analysis_notebook:
         metrics=all_metrics,
         proposals=all_proposals,
         figures=[f"{RESULTS}/figures/{name}.png" for name in FIGURES],
+        **confirm_outputs(),
     output:
         knob_effects=report(
             f"{RESULTS}/analysis/knob_effects.csv",
@@ -82,6 +83,8 @@ rule latex_source:
         profile_breakdown=f"{RESULTS}/profiles/breakdown.csv",
         profile_explanation=f"{RESULTS}/profiles/explanation.txt",
         profile_figure=f"{RESULTS}/figures/profile_breakdown.pdf",
+        # The confirmation stage (workflow/rules/confirm.smk), when enabled.
+        **confirm_outputs(),
     output:
         tex=f"{REPORT_BUILD}/{config['run']}.tex",
     params:
@@ -101,6 +104,7 @@ rule latex_pdf:
     input:
         tex=f"{REPORT_BUILD}/{config['run']}.tex",
         figures=[f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
+        confirm_figure=[confirm_outputs()["confirm_figure"]] if config["confirm"]["enabled"] else [],
     output:
         pdf=report(
             f"report/{config['run']}.pdf",

@@ -10,6 +10,7 @@ import pandas as pd
 
 from vllm_mobo.records import load_records
 from vllm_mobo.io import read_json
+from vllm_mobo.confirm.summary import read_confirmation
 from vllm_mobo.profiling.explain import latex_section
 from vllm_mobo.report.latex import latex_context, render_latex, rst_caption
 
@@ -25,6 +26,8 @@ context = latex_context(
     figures=figures,
     skipped=pd.read_csv(inp.skipped),
     profile=latex_section(inp.profile_status, inp.profile_breakdown, inp.profile_explanation, inp.profile_figure),
+    confirm=(read_confirmation(inp, snakemake.config["objectives"], snakemake.config["confirm"]["repeats"])
+             if hasattr(inp, "confirm_summary") else None),
 )
 Path(snakemake.output.tex).write_text(render_latex(inp.template, context))
 print(f"{snakemake.output.tex} written", file=sys.stderr)

@@ -96,9 +96,11 @@ def pareto_rows(pareto: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
 
 def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record], proposals: list[dict],
                   config: dict, model_dir: str, figures: dict[str, tuple[str, str]],
-                  skipped: pd.DataFrame | None = None, profile: dict | None = None) -> dict:
+                  skipped: pd.DataFrame | None = None, profile: dict | None = None,
+                  confirm: dict | None = None) -> dict:
     """Everything the template shows. ``figures``: name -> (PDF path, caption text). ``profile``: the profiling
-    section (:func:`vllm_mobo.profiling.explain.latex_section`), None to leave it out."""
+    section (:func:`vllm_mobo.profiling.explain.latex_section`), None to leave it out. ``confirm``: the
+    confirmation stage (:func:`vllm_mobo.confirm.summary.read_confirmation`), None when it did not run."""
     objectives, space = config["objectives"], config["search_space"]
     keys = list(space)
     obs = enrich_observations(obs, records, ["tensor_parallel_size", "pipeline_parallel_size"])
@@ -134,7 +136,15 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record]
         "alternatives": [{"candidate": n, "role": role_label(r)} for r, n in found.items() if n != knee],
         "commands": [],
         "profile": profile,
+        "confirm": None if confirm is None else {**confirm, "front": table(confirm["front"]),
+                                                 "figure": Raw(Path(confirm["figure"]).as_posix())
+                                                 if confirm.get("figure") else None},
     }
+    if confirm is not None:  # the limitation "benchmarked once" holds for the search only
+        ctx["limitations"] = [x if not x.startswith("Each configuration was benchmarked once") else
+                              "The search benchmarked each configuration once; only the confirmed configurations "
+                              f"have repeats ({confirm['repeats']} each) and confidence intervals."
+                              for x in ctx["limitations"]]
     imp = knob_importance(obs, keys, objectives)
     if not imp.empty:
         cols = ["knob", "values evaluated"] + [f"spread % {o['metric']}" for o in objectives] \

@@ -1,0 +1,1 @@
+"""The confirmation stage: the front's configurations and vLLM's default measured again, with repeats."""
