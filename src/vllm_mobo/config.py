@@ -59,6 +59,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{key}: give exactly one of `path` (a model id or directory) or `architecture` (a config.json body)"
     if v == "oneOf" and key.endswith("num_devices"):
         return f"{key}: {error.instance!r} is not allowed; use 'auto' or a positive integer"
+    if v == "oneOf" and key.endswith("cooldown_s"):
+        return f"{key}: {error.instance!r} is not allowed; use 'auto' or a number of seconds >= 0"
     if v == "pattern":
         return f"{key}: {error.instance!r} does not match {error.validator_value} (letters, digits, '_', '.', '-')"
     if v in ("minItems", "maxItems", "uniqueItems", "minProperties"):
@@ -100,6 +102,10 @@ def _check_consistency(config: dict) -> list[str]:
     if config["benchmark"]["mode"] != "online" and online_only & set(metrics):
         problems.append(f"objectives: {', '.join(sorted(online_only & set(metrics)))} exist only in "
                         "benchmark.mode: online")
+    bench = config["benchmark"]
+    if bench["mode"] == "offline" and bench["detokenize"] and "architecture" in wl["model"]:
+        problems.append("benchmark.detokenize: true needs a model with a tokenizer; workload.model.architecture "
+                        "(dummy weights) has none: set benchmark.detokenize: false or give workload.model.path")
     overlap = set(config["search_space"]) & set(config.get("engine_args", {}))
     if overlap:
         problems.append(f"engine_args: {', '.join(sorted(overlap))} also in search_space; a knob is either searched or fixed")

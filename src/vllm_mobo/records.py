@@ -87,6 +87,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("e2el_ms_p99", "p99 end-to-end latency (ms)", "ms", "minimize", online_only=True),
     Metric("energy_j", "energy of the window (J)", "J"),
     Metric("elapsed_s", "measured window (s)", "s"),
+    Metric("window_s", "measured window (s)", "s"),
+    Metric("min_window_s", "shortest window asked for (s)", "s"),
+    Metric("batches", "batches in the window", "batches"),
     Metric("output_tokens", "output tokens", "tokens"),
     Metric("prompt_tokens", "prompt tokens", "tokens"),
     Metric("num_requests", "requests", "requests"),
@@ -97,7 +100,8 @@ OBJECTIVES = {name: m for name, m in METRICS.items() if m.direction}
 
 #: Columns every observation row has (NaN where a run did not measure them).
 METRIC_COLUMNS = ["output_tokens_per_s", "total_tokens_per_s", "requests_per_s", "joules_per_output_token",
-                  "joules_per_token", "energy_j", "elapsed_s", "output_tokens", "prompt_tokens", "num_requests"]
+                  "joules_per_token", "energy_j", "elapsed_s", "output_tokens", "prompt_tokens", "num_requests",
+                  "window_s", "batches", "min_window_s"]
 #: Online (serving) mode only; NaN for offline rows. Latencies in ms over the successful requests of the headline
 #: rate; goodput in requests/s meeting every SLO.
 LATENCY_COLUMNS = [f"{m}_ms_{p}" for m in ("ttft", "tpot", "itl", "e2el") for p in ("p50", "p90", "p99", "mean")]

@@ -1,9 +1,12 @@
 """The benchmark worker for offline batch mode: run in its own process by :mod:`.runner`.
 
 ``python -m vllm_mobo.measure.offline SPEC.json RESULT.json`` builds ``vllm.LLM`` with the candidate's engine
-arguments, generates a warm-up batch (not timed), then times ``generate`` over the whole workload with the energy
-meters running over exactly that window, and writes the raw measurements to RESULT.json. vLLM spawns its engine
-and worker processes, hence the ``__main__`` guard.
+arguments, generates a warm-up batch (not timed), waits ``cooldown_s``, then times one window with the energy
+meters running over exactly that window: ``generate`` over the workload (``workload.num_prompts`` requests) and,
+while the window is shorter than ``min_window_s``, over further full batches from the same generator with fresh
+seeds, back to back. It writes the raw measurements to RESULT.json: the window (``window_s``, also ``elapsed_s``),
+the batches and requests it held, ``min_window_s`` and ``detokenize``. vLLM spawns its engine and worker
+processes, hence the ``__main__`` guard.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ from pathlib import Path
 
 from ..io import write_json_atomic
 from .energy import EnergySession, summarize
-from .workload import make_requests
+from .workload import WARMUP_SEED_OFFSET, make_requests, window_seed_offset
 
-#: Engine settings vLLM resolved, read back after start-up: (section of VllmConfig, attribute, engine-arg name).
-#: NVTX ranges around the warm-up and the measured ``generate`` call; profiling reads the window from them.
+#: NVTX ranges around the warm-up and the whole timed window (every batch); profiling reads the window from them.
 NVTX_WARMUP = "vllm-mobo:warmup"
 NVTX_MEASURE = "vllm-mobo:measure"
 
+#: Engine settings vLLM resolved, read back after start-up: (section of VllmConfig, attribute, engine-arg name).
 RESOLVED_FIELDS = [
     ("scheduler_config", "max_num_seqs", "max_num_seqs"),
     ("scheduler_config", "max_num_batched_tokens", "max_num_batched_tokens"),
@@ -82,62 +85,108 @@ def run(spec: dict) -> dict:
 
 
 def measure(llm, spec: dict, engine_init_s: float) -> dict:
-    """Warm up (untimed) then time ``generate`` over the whole workload with the energy meters running over exactly
-    that window; the raw measurements, energy, timing and the engine arguments vLLM resolved."""
+    """Warm up (untimed), cool down (``cooldown_s``), then one timed window (:func:`timed_window`) with the energy
+    meters running over exactly that window; the raw measurements, energy, timing and the engine arguments vLLM
+    resolved. Output tokens are counted from token ids; with ``detokenize`` false (the default) vLLM does not turn
+    them into text, as ``vllm bench throughput --disable-detokenize``."""
     from vllm import SamplingParams
 
+    detokenize = bool(spec.get("detokenize", False))
+    min_window_s = float(spec.get("min_window_s") or 0.0)
     t_ready = time.perf_counter()
 
     def as_inputs(requests):
         prompts = [{"prompt_token_ids": r.prompt_token_ids} for r in requests]
         params = [SamplingParams(max_tokens=r.output_len, min_tokens=r.output_len, ignore_eos=True,
-                                 temperature=0.0, detokenize=False) for r in requests]
+                                 temperature=0.0, detokenize=detokenize) for r in requests]
         return prompts, params
 
-    warm = make_requests(spec["workload"], spec["vocab_size"], count=spec["warmup_prompts"], seed_offset=1)
+    warm = make_requests(spec["workload"], spec["vocab_size"], count=spec["warmup_prompts"],
+                         seed_offset=WARMUP_SEED_OFFSET)
     if warm:
         prompts, params = as_inputs(warm)
         with nvtx_range(NVTX_WARMUP):
             llm.generate(prompts, params, use_tqdm=False)
     t_warm = time.perf_counter()
     if spec.get("cooldown_s"):
+        print(f"[vllm-mobo] cool-down: {spec['cooldown_s']:g} s before the timed window", flush=True)
         time.sleep(spec["cooldown_s"])
 
-    requests = make_requests(spec["workload"], spec["vocab_size"])
-    prompts, params = as_inputs(requests)
+    def batch(k: int) -> tuple[list, list, list]:
+        requests = make_requests(spec["workload"], spec["vocab_size"], seed_offset=window_seed_offset(k))
+        return (requests, *as_inputs(requests))
+
+    first = batch(0)  # prepared before the meters start; later batches (milliseconds each) inside the window
     meters = EnergySession.from_config(spec["energy"], root_pid=os.getpid(), gpu_indices=spec.get("gpu_indices") or None)
-    print(f"[vllm-mobo] timed generate: {len(requests)} requests", flush=True)
+    print(f"[vllm-mobo] timed window: batches of {len(first[0])} requests until it lasts >= {min_window_s:g} s",
+          flush=True)
     if spec.get("cuda_profiler"):
         llm.start_profile()  # returns once every worker has called cudaProfilerStart
     meters.start()
+    started_at = time.time()
     t0 = time.perf_counter()
     with nvtx_range(NVTX_MEASURE):
-        outputs = llm.generate(prompts, params, use_tqdm=False)
+        counts = timed_window(llm, first, batch, min_window_s, t0)
     elapsed = time.perf_counter() - t0
     readings = meters.stop()
     if spec.get("cuda_profiler"):
         llm.stop_profile()  # each worker's cudaProfilerStop: nsys flushes its CUDA trace now
 
-    prompt_tokens = sum(len(r.prompt_token_ids) for r in requests)
-    output_tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    n, prompt_tokens, output_tokens = counts["num_requests"], counts["prompt_tokens"], counts["output_tokens"]
     energy = summarize(readings)
     return {
         "measurements": {
-            "num_requests": len(requests),
+            "num_requests": n,
+            "batches": counts["batches"],
             "prompt_tokens": prompt_tokens,
             "output_tokens": output_tokens,
+            "window_s": elapsed,
             "elapsed_s": elapsed,
+            "min_window_s": min_window_s,
+            "detokenize": detokenize,
             "output_tokens_per_s": output_tokens / elapsed,
             "total_tokens_per_s": (prompt_tokens + output_tokens) / elapsed,
-            "requests_per_s": len(requests) / elapsed,
+            "requests_per_s": n / elapsed,
             "energy_j": energy["total_j"],
             "joules_per_output_token": energy["total_j"] / output_tokens,
             "joules_per_token": energy["total_j"] / (prompt_tokens + output_tokens),
         },
         "energy": energy,
-        "timing": {"engine_init_s": engine_init_s, "warmup_s": t_warm - t_ready, "measured_s": elapsed},
+        "timing": {"engine_init_s": engine_init_s, "warmup_s": t_warm - t_ready, "measured_s": elapsed,
+                   "cooldown_s": float(spec.get("cooldown_s") or 0.0), "window_started_at": started_at},
         "resolved_engine_args": resolved_engine_args(llm),
     }
+
+
+#: Batches one timed window holds at most, whatever ``min_window_s`` asks: a guard against a ``generate`` that
+#: returns at once. The window's time is bounded by ``benchmark.timeout_s`` (the runner kills the worker).
+MAX_WINDOW_BATCHES = 10_000
+
+
+def timed_window(llm, first: tuple, batch, min_window_s: float, t0: float) -> dict:
+    """``generate`` over ``first`` (requests, prompts, params), then over further full batches ``batch(1)``,
+    ``batch(2)``, ... back to back until ``min_window_s`` seconds have passed since ``t0``; one progress line per
+    batch. Returns batches, requests, prompt and output tokens of the whole window."""
+    counts = {"batches": 0, "num_requests": 0, "prompt_tokens": 0, "output_tokens": 0}
+    current = first
+    while True:
+        requests, prompts, params = current
+        t_batch = time.perf_counter()
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+        now = time.perf_counter()
+        counts["batches"] += 1
+        counts["num_requests"] += len(requests)
+        counts["prompt_tokens"] += sum(len(r.prompt_token_ids) for r in requests)
+        counts["output_tokens"] += sum(len(o.outputs[0].token_ids) for o in outputs)
+        print(f"[vllm-mobo] batch {counts['batches']}: {len(requests)} requests in {now - t_batch:.2f} s; "
+              f"window {now - t0:.2f} s of >= {min_window_s:g} s", flush=True)
+        if now - t0 >= min_window_s:
+            return counts
+        if counts["batches"] >= MAX_WINDOW_BATCHES:
+            print(f"[vllm-mobo] window ends after {MAX_WINDOW_BATCHES} batches, short of {min_window_s:g} s",
+                  flush=True)
+            return counts
+        current = batch(counts["batches"])
 
 
 def main(argv: list[str] | None = None) -> int:

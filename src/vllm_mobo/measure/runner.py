@@ -39,8 +39,18 @@ _OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|Memory
 WORKERS = {"offline": "vllm_mobo.measure.offline", "online": "vllm_mobo.measure.online"}
 
 
+#: Seconds of cool-down before each window that ``benchmark.cooldown_s: auto`` means, per device (see the schema).
+AUTO_COOLDOWN_S = {"cuda": 15.0, "cpu": 0.0}
+
+
+def resolve_cooldown(cooldown_s: float | str, device: str) -> float:
+    """``benchmark.cooldown_s`` in seconds: a number as given; ``auto`` by device (:data:`AUTO_COOLDOWN_S`)."""
+    return AUTO_COOLDOWN_S[device] if cooldown_s == "auto" else float(cooldown_s)
+
+
 def build_spec(config: dict, candidate: dict, model_dir: str | None) -> dict:
-    """The worker's input: engine args (fixed + candidate), model, workload, measurement settings, and the GPUs:
+    """The worker's input: engine args (fixed + candidate), model, workload, measurement settings (the window's
+    minimum length, detokenisation, the cool-down resolved for the device), and the GPUs:
     ``gpus_pinned`` (the candidate's TP x PP GPUs, see :func:`.hardware.choose_gpus`) and ``gpu_indices`` (the
     GPUs metered: those, or with ``energy.gpu_scope: node`` every GPU of the node), both NVML indices."""
     wl = config["workload"]
@@ -64,7 +74,9 @@ def build_spec(config: dict, candidate: dict, model_dir: str | None) -> dict:
         "workload": wl,
         "vocab_size": vocab_size(wl["model"], model),
         "warmup_prompts": bench["warmup_prompts"],
-        "cooldown_s": bench["cooldown_s"],
+        "cooldown_s": resolve_cooldown(bench["cooldown_s"], device),
+        "min_window_s": bench["min_window_s"],
+        "detokenize": bench["detokenize"],
         "energy": config["energy"],
         "device": device,
         "gpus_pinned": pinned,

@@ -8,6 +8,8 @@ import numpy as np
 
 #: Token ids below this are left out of prompts (special tokens of common vocabularies live there).
 FIRST_ORDINARY_TOKEN = 10
+#: Seed offset of the warm-up batch (untimed); the timed window's batches use :func:`window_seed_offset`.
+WARMUP_SEED_OFFSET = 1
 
 
 @dataclass
@@ -37,3 +39,11 @@ def make_requests(workload: dict, vocab_size: int, count: int | None = None, see
         ids = np.concatenate([shared[:n_shared], tail]).astype(int).tolist()
         requests.append(Request(ids, int(rng.integers(lo_out, hi_out + 1))))
     return requests
+
+
+def window_seed_offset(batch: int) -> int:
+    """Seed offset of batch ``batch`` (0, 1, ...) of a timed window: 0 for the first (the workload itself), then
+    2, 3, ...: fresh requests from the same generator that never repeat the warm-up's (:data:`WARMUP_SEED_OFFSET`)."""
+    if batch < 0:
+        raise ValueError(f"batch must be >= 0, got {batch}")
+    return 0 if batch == 0 else batch + WARMUP_SEED_OFFSET
