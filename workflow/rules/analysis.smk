@@ -24,6 +24,12 @@ rule observations:
             category="Search",
             labels={"run": config["run"], "table": "hypervolume per iteration"},
         ),
+        thermal=report(
+            f"{RESULTS}/thermal_warnings.txt",
+            caption="../report/thermal_warnings.rst",
+            category="Energy",
+            labels={"run": config["run"], "table": "thermal warnings"},
+        ),
     conda:
         "../envs/vllm_mobo.yaml"
     log:
