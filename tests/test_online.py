@@ -373,7 +373,8 @@ def api_servers_in(directory: Path) -> list[psutil.Process]:
 @pytest.mark.engine
 @pytest.mark.timeout(1500)
 def test_online_mode_end_to_end(tmp_path):
-    """snakemake --cores all with mode: online: 2 candidates, each an API server at 8 req/s and all at once."""
+    """snakemake --cores all with mode: online: 2 candidates, each an API server, a capacity search under the SLOs
+    and the target rate; objectives capacity and energy per token there (test_capacity checks the search)."""
     (tmp_path / "config.yaml").write_text((ROOT / "tests/configs/online_tiny.yaml").read_text())
     t0 = time.monotonic()
     proc = run_snakemake(tmp_path, "--cores", "all", "--resources", "benchmark_slots=1", check=False, timeout=1500)
@@ -386,17 +387,19 @@ def test_online_mode_end_to_end(tmp_path):
     ok = obs[obs["status"] == "ok"]
     assert len(ok) >= 1, obs[["candidate", "failure_kind", "failure_reason"]].to_string()
     for col in ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p99", "e2el_ms_p99", "goodput", "output_tokens_per_s",
-                "requests_per_s", "joules_per_output_token"):
+                "requests_per_s", "joules_per_output_token", "capacity_requests_per_s",
+                "capacity_output_tokens_per_s", "joules_per_output_token_at_capacity"):
         assert (ok[col] > 0).all(), col
     assert (ok["ttft_ms_p50"] <= ok["ttft_ms_p99"]).all()
-    assert (ok["request_rate"] == math.inf).all()  # both rates meet the generous SLOs: the highest is headline
-    assert ok["slo_met"].astype(bool).all()
+    assert (ok["request_rate"] == ok["capacity_requests_per_s"]).all()  # the headline: the step at the capacity
+    assert ok["slo_met"].astype(bool).all()  # the start rate meets the generous SLOs
+    assert (ok["elapsed_s"] >= 1).all()  # benchmark.min_window_s
     name = ok["candidate"].iloc[0]
     rec = json.loads((results / f"iter_0/{name}/metrics.json").read_text())
-    assert [r["request_rate"] for r in rec["metrics"]["rates"]] == [8.0, "inf"]
-    assert rec["metrics"]["rates"][0]["completed_requests"] == 12
+    assert [r["request_rate"] for r in rec["metrics"]["rates"]] == [4.0]  # the target rate
+    assert rec["metrics"]["capacity_steps"][0]["completed_requests"] == 12  # max(num_prompts, 8 req/s x 1 s)
     assert rec["energy"]["provenance"] in {"measured", "estimated", "mixed"}
-    assert len(rec["energy_per_rate"]) == 2
+    assert len(rec["energy_per_rate"]) == len(rec["metrics"]["capacity_steps"]) + 1
     assert rec["server"]["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert api_servers_in(tmp_path) == []
 

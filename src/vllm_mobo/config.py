@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .records import OBJECTIVES
+from .records import CAPACITY_COLUMNS, OBJECTIVES
 from .resources import resource
 
 SCHEMA_PATH = resource("config.schema.yaml")
@@ -82,6 +82,26 @@ def _fill_defaults(schema: dict, instance: Any, root: dict) -> None:
             _fill_defaults(sub, instance[key], root)
 
 
+def _check_capacity(config: dict, metrics: list[str]) -> list[str]:
+    """Online mode's capacity search: it needs SLOs and time inside the timeout; its metrics need it enabled."""
+    bench = config["benchmark"]
+    if bench["mode"] != "online":
+        return []
+    online, problems = bench["online"], []
+    capacity = online["capacity"]
+    needs = sorted(set(metrics) & {m for m in CAPACITY_COLUMNS if m in OBJECTIVES})
+    if needs and not capacity["enabled"]:
+        problems.append(f"objectives: {', '.join(needs)} need(s) benchmark.online.capacity.enabled: true")
+    if capacity["enabled"] and not any(online["slo"].get(k) is not None for k in ("ttft_ms_p99", "tpot_ms_p99")):
+        problems.append("benchmark.online.capacity.enabled: true needs benchmark.online.slo with at least one bound "
+                        "(ttft_ms_p99, tpot_ms_p99): the capacity is the highest rate at which the SLOs hold")
+    if capacity["enabled"] and capacity["max_time_s"] >= bench["timeout_s"]:
+        problems.append(f"benchmark.online.capacity.max_time_s: {capacity['max_time_s']:g} is not below "
+                        f"benchmark.timeout_s ({bench['timeout_s']:g}), which also covers the server start and the "
+                        "target rates")
+    return problems
+
+
 def _check_consistency(config: dict) -> list[str]:
     """Checks JSON Schema cannot express: ranges, objective pairs, duplicate metrics."""
     problems = []
@@ -102,6 +122,7 @@ def _check_consistency(config: dict) -> list[str]:
     if config["benchmark"]["mode"] != "online" and online_only & set(metrics):
         problems.append(f"objectives: {', '.join(sorted(online_only & set(metrics)))} exist only in "
                         "benchmark.mode: online")
+    problems += _check_capacity(config, metrics)
     bench = config["benchmark"]
     if bench["mode"] == "offline" and bench["detokenize"] and "architecture" in wl["model"]:
         problems.append("benchmark.detokenize: true needs a model with a tokenizer; workload.model.architecture "

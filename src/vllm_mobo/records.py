@@ -85,6 +85,17 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("ttft_ms_p99", "p99 TTFT (ms)", "ms", "minimize", online_only=True),
     Metric("tpot_ms_p99", "p99 TPOT (ms)", "ms", "minimize", online_only=True),
     Metric("e2el_ms_p99", "p99 end-to-end latency (ms)", "ms", "minimize", online_only=True),
+    Metric("capacity_requests_per_s", "capacity within the SLOs (requests/s)", "requests/s", "maximize",
+           online_only=True),
+    Metric("capacity_output_tokens_per_s", "output tokens/s at capacity", "tokens/s", "maximize", online_only=True),
+    Metric("capacity_output_tokens_per_s_per_device", "output tokens/s per device at capacity", "tokens/s",
+           "maximize", online_only=True),
+    Metric("joules_per_output_token_at_capacity", "J per output token at capacity", "J/token", "minimize",
+           online_only=True),
+    Metric("joules_per_output_token_at_target", "J per output token at the target rate", "J/token", "minimize",
+           online_only=True),
+    Metric("ttft_ms_p99_at_target", "p99 TTFT at the target rate (ms)", "ms", "minimize", online_only=True),
+    Metric("tpot_ms_p99_at_target", "p99 TPOT at the target rate (ms)", "ms", "minimize", online_only=True),
     Metric("energy_j", "energy of the window (J)", "J"),
     Metric("elapsed_s", "measured window (s)", "s"),
     Metric("window_s", "measured window (s)", "s"),
@@ -105,8 +116,14 @@ METRIC_COLUMNS = ["output_tokens_per_s", "total_tokens_per_s", "requests_per_s",
 #: Online (serving) mode only; NaN for offline rows. Latencies in ms over the successful requests of the headline
 #: rate; goodput in requests/s meeting every SLO.
 LATENCY_COLUMNS = [f"{m}_ms_{p}" for m in ("ttft", "tpot", "itl", "e2el") for p in ("p50", "p90", "p99", "mean")]
+#: With ``benchmark.online.capacity``: the capacity, the bracket's upper end (NaN while no rate failed) and the first
+#: target rate's figures (NaN where it missed the SLOs).
+CAPACITY_COLUMNS = ["capacity_requests_per_s", "capacity_output_tokens_per_s",
+                    "capacity_output_tokens_per_s_per_device", "joules_per_output_token_at_capacity",
+                    "capacity_bracket_high_per_s", "joules_per_output_token_at_target", "ttft_ms_p99_at_target",
+                    "tpot_ms_p99_at_target"]
 ONLINE_COLUMNS = ["request_rate", "goodput", "goodput_fraction", "failed_requests", *LATENCY_COLUMNS,
-                  "energy_window_s", "mean_power_w"]
+                  "energy_window_s", "mean_power_w", *CAPACITY_COLUMNS]
 
 
 def metric_label(metric: str) -> str:
@@ -314,8 +331,9 @@ def observation_row(record: Record | dict, space_keys: list[str]) -> dict:
         row[col] = r.metrics.get(col, nan)
     row["mode"] = r.mode
     for col in ONLINE_COLUMNS:
-        value = r.metrics.get(col, nan)
-        row[col] = float(value) if col == "request_rate" and value is not None else value  # "inf" -> inf
+        value = r.metrics.get(col)
+        value = nan if value is None else value  # null: not known (e.g. no rate failed in a capacity search)
+        row[col] = float(value) if col == "request_rate" else value  # "inf" -> inf
     row["slo_met"] = r.metrics.get("slo_met", nan) if r.ok else nan
     row["slo_violations"] = "; ".join(r.metrics.get("slo_violations") or [])
     row["feasible"] = r.feasible
