@@ -1,11 +1,13 @@
 """vLLM's own load generator (``vllm bench serve``'s ``benchmark`` coroutine) driven with the workload's requests,
-and the latency percentiles and SLO check of its result."""
+how many requests keep a window busy, several calls' results merged into one window's, and the latency
+percentiles and SLO check of a result."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
 import inspect
+import math
 
 import numpy as np
 
@@ -95,3 +97,33 @@ def slo_check(metrics: dict, slo: dict) -> tuple[bool, list[str]]:
         if bound is not None and not metrics[key] <= bound:  # NaN violates too
             violations.append(f"{key} {metrics[key]:.1f} > {bound:g}")
     return not violations, violations
+
+
+def window_requests(rate: float, seconds: float, minimum: int) -> int:
+    """Requests for one call of the load generator that keeps a window at ``rate`` busy for ``seconds``: all at
+    once (``inf``), ``minimum``; otherwise at least ``rate x seconds`` (vLLM scales the Poisson arrivals so that the
+    last request is sent at ``count / rate`` s) and at least ``minimum``."""
+    if math.isinf(rate):
+        return max(1, minimum)
+    return max(1, minimum, math.ceil(rate * seconds))
+
+
+_LISTS = ("ttfts", "itls", "output_lens", "errors", "latencies")
+_SUMS = ("completed", "total_input_tokens", "total_output_tokens", "duration")
+
+
+def merge_results(results: list[dict]) -> dict:
+    """Several calls' results of the load generator as one: per-request lists joined, counts and durations
+    added, goodput weighted by duration (None unless every call has one; ``latencies`` only where every call
+    reports them: vLLM 0.26 does not)."""
+    if len(results) == 1:
+        return results[0]
+    merged = {k: sum(r.get(k) or 0 for r in results) for k in _SUMS}
+    merged["failed"] = sum(r.get("failed", len(r.get("errors") or []) - r["completed"]) for r in results)
+    for k in _LISTS:
+        if all(r.get(k) is not None for r in results):
+            merged[k] = [x for r in results for x in r[k]]
+    goodputs = [r.get("request_goodput") for r in results]
+    merged["request_goodput"] = (sum(g * r["duration"] for g, r in zip(goodputs, results)) / merged["duration"]
+                                 if None not in goodputs and merged["duration"] > 0 else None)
+    return merged
