@@ -16,9 +16,9 @@ import pytest
 from conftest import REPO, VLLM_MOBO, run_snakemake
 
 ONLINE_RUN = REPO / "docs" / "gpu" / "2026-11-26-4xh200-online-llama8b"
-ONLINE_CONFIG = REPO / "benchmarks" / "configs" / "gpu4_online_llama8b.yaml"
+ONLINE_CONFIG = ONLINE_RUN / "config.yaml"  # the config the run was made with
 OFFLINE_RUN = REPO / "docs" / "gpu" / "2026-11-26-4xh200-offline-llama8b-sequential"
-OFFLINE_CONFIG = REPO / "benchmarks" / "configs" / "gpu4_offline_llama8b.yaml"
+OFFLINE_CONFIG = OFFLINE_RUN / "config.yaml"
 
 
 def _script(name: str, *args: str) -> subprocess.CompletedProcess:

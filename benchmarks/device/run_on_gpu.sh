@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Runs ON the lent GPU machine (device tool), from the repository root, after vLLM is installed there
-# (../shared/device/README.md). Installs the pipeline's own missing dependencies from carried wheels (.wa, .wb),
-# then runs what is asked: nvml | pipeline CONFIG [RESULTS] | profile CONFIG [RESULTS] [PROFILE_YAML].
-# Results and logs go to $OUT as they come.
+# (../shared/device/README.md). Installs the pipeline's own missing dependencies from carried wheels (.wa, .wb;
+# into /tmp/site, which stays while the machine is warm), then runs what is asked:
+#   wheels                       only that install (in the vLLM install calls: `bash .g1/install.sh && bash $0 wheels`)
+#   nvml                         the NVML meter check
+#   pipeline CONFIG [RESULTS]    the search and its confirmation stage (docs/gpu-runs.md has the device plan)
+#   profile CONFIG [RESULTS] [PROFILE_YAML]
+# Environment: LIMIT (seconds for Snakemake in a pipeline call, default 540: the call's tarball must be written
+# inside the device's 10 minutes), SET (a YAML mapping merged into the config, e.g.
+# '{optimizer: {budget: 6}, confirm: {max_configs: 1}}'; a later call with a larger budget reopens a search its
+# budget had ended). Results and logs go to $OUT as they come.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0
 export LD_LIBRARY_PATH=/tmp/dw/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
@@ -12,13 +19,21 @@ done
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 what=$1; shift
 case "$what" in
+  wheels)
+    python3 -c 'import snakemake, vllm_mobo; print("snakemake", snakemake.__version__, "and vllm_mobo import")' \
+      || echo "the pipeline does not import yet: carry the other wheel folder (.wa, .wb) in the next call" ;;
   nvml)
     python3 benchmarks/device/nvml_meter_check.py "$OUT/nvml_check.json" ;;
   pipeline)
-    # RESULTS (optional): an unfinished search run elsewhere (a results-<name>.tgz or a flattened docs/gpu copy),
-    # restored into the working directory so that the search goes on from where it stopped.
+    # RESULTS (optional): an unfinished search run elsewhere (a results-<name>.tgz or a flattened docs/gpu copy,
+    # with its confirm/ folder), restored into the working directory so that the search, or its confirmation,
+    # goes on from where it stopped. Without RESULTS, a /tmp/work-<name> left by an earlier call on this warm
+    # machine goes on.
     cfg=$1; work=/tmp/work-$(basename "$cfg" .yaml); mkdir -p "$work"; cp "$cfg" "$work/config.yaml"
-    if [ -n "${2:-}" ]; then python3 benchmarks/device/restore_search.py "$cfg" "$work" "$2" --resume || exit 1; fi
+    if [ -n "${2:-}" ] || [ -n "${SET:-}" ]; then
+      python3 benchmarks/device/restore_search.py "$cfg" "$work" "${2:-}" --resume ${SET:+--set "$SET"} || exit 1
+    fi
+    echo "config: $cfg ${2:+results: $2 }${SET:+set: $SET}" | tee -a "$OUT/snakemake-$(basename "$cfg" .yaml).log"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
     # The notebook and the LaTeX report need Jupyter and TeX, which that machine lacks: they are built here
     # afterwards from the fetched results. LIMIT keeps a call inside the device's 10 minutes; a later call with

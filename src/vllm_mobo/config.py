@@ -17,6 +17,7 @@ from .records import CAPACITY_COLUMNS, OBJECTIVES
 from .resources import resource
 
 SCHEMA_PATH = resource("config.schema.yaml")
+SEARCH_SPACES_PATH = resource("search_spaces.yaml")
 
 
 class ConfigError(ValueError):
@@ -66,6 +67,34 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v in ("minItems", "maxItems", "uniqueItems", "minProperties"):
         return f"{key}: {error.message} ({v} {error.validator_value})"
     return f"{key}: {error.message}"
+
+
+def search_space_presets(path: Path | str = SEARCH_SPACES_PATH) -> dict[str, dict]:
+    """The named search spaces (``resources/search_spaces.yaml``): preset name -> {description, space}."""
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def expand_search_space(value: str | dict, presets: dict[str, dict] | None = None) -> dict[str, list]:
+    """A config's ``search_space`` as a plain mapping of engine argument -> allowed values.
+
+    ``value`` is a preset name (``"gpu"``), a mapping with ``preset`` and knobs that replace the preset's values or
+    add knobs (``{"preset": "gpu", "tensor_parallel_size": [1]}``), or already a plain mapping (returned as a copy).
+    An unknown preset raises :class:`ConfigError` naming the key and the preset names."""
+    if isinstance(value, str):
+        value, key = {"preset": value}, "search_space"
+    else:
+        key = "search_space.preset"
+    if "preset" not in value:
+        return copy.deepcopy(value)
+    presets = search_space_presets() if presets is None else presets
+    name = value["preset"]
+    if name not in presets:
+        raise ConfigError(f"invalid configuration:\n  - {key}: {name!r} is not a search-space preset; allowed "
+                          f"presets: {', '.join(repr(p) for p in presets)} (or a mapping of engine argument -> values)")
+    space = copy.deepcopy(presets[name]["space"])
+    space.update(copy.deepcopy({k: v for k, v in value.items() if k != "preset"}))
+    return space
 
 
 def _fill_defaults(schema: dict, instance: Any, root: dict) -> None:
@@ -159,6 +188,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(lines))
     config = copy.deepcopy(config)
     _fill_defaults(schema, config, schema)
+    config["search_space"] = expand_search_space(config["search_space"])
     problems = _check_consistency(config)
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))

@@ -43,6 +43,7 @@ ABBREVIATIONS = {
     "max_num_batched_tokens": "mbt",
     "gpu_memory_utilization": "gmu",
     "kv_cache_dtype": "kv",
+    "performance_mode": "perf",
 }
 
 
