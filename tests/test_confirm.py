@@ -174,3 +174,15 @@ def test_confirmation_end_to_end_and_resumed(tmp_path):
     assert lost.exists() and {p: p.stat().st_mtime_ns for p in kept} == kept
     log = (tmp_path / "logs" / "tiny" / "confirm.log").read_text()
     assert log.count("measured earlier, kept") == 3
+
+
+def test_the_search_comparison_with_the_default_names_a_change_of_machine():
+    from vllm_mobo.report.baseline import default_text
+
+    obs, pareto = pd.read_csv(RUN_TINY / "observations.csv"), pd.read_csv(RUN_TINY / "pareto.csv")
+    obs["hostname"], obs["gpu_uuids"] = "node-a", "GPU-1"
+    assert not any("Caution" in t for t in default_text(obs, pareto, OBJECTIVES))
+    other = next(n for n in pareto["candidate"] if n != VLLM_DEFAULT)
+    obs.loc[obs["candidate"] == other, "gpu_uuids"] = "GPU-2"
+    caution = [t for t in default_text(obs, pareto, OBJECTIVES) if t.startswith("Caution")]
+    assert caution and other in caution[0] and "different hardware" in caution[0]

@@ -269,6 +269,12 @@ class Record:
         except (TypeError, ValueError):
             return math.nan
 
+    @property
+    def machine(self) -> dict:
+        """Which hardware measured this: the host and the UUIDs of the GPUs metered (none on the CPU build)."""
+        return {"hostname": self.hardware.get("hostname"),
+                "gpu_uuids": sorted(g["uuid"] for g in self.hardware.get("gpus") or [] if g.get("uuid"))}
+
     def engine_arg(self, name: str) -> Any:
         """What vLLM resolved for an engine argument, else what was passed, else None."""
         return self.resolved_engine_args.get(name, self.engine_args.get(name))
@@ -348,5 +354,7 @@ def observation_row(record: Record | dict, space_keys: list[str]) -> dict:
     row["wall_s"] = r.timing.get("wall_s", nan)
     row["device"] = r.device
     row["devices_used"] = r.devices_used
+    row["hostname"] = r.machine["hostname"]
+    row["gpu_uuids"] = " ".join(r.machine["gpu_uuids"])
     row["vllm_version"] = r.software.get("vllm")
     return row

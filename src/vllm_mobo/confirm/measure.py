@@ -21,12 +21,6 @@ from ..records import Record, load_record
 from .plan import schedule
 
 
-def machine_of(record: Record) -> dict:
-    """Host and GPU UUIDs (those metered) of a measurement."""
-    return {"hostname": record.hardware.get("hostname"),
-            "gpu_uuids": sorted(g.get("uuid") for g in record.hardware.get("gpus") or [] if g.get("uuid"))}
-
-
 def this_machine() -> dict:
     """Host and the UUIDs of every GPU this job can see."""
     uuids = hardware.gpu_uuids()
@@ -36,7 +30,7 @@ def this_machine() -> dict:
 
 def measured_here(record: Record, here: dict) -> bool:
     """Same host, and its GPUs are among this job's."""
-    there = machine_of(record)
+    there = record.machine
     return there["hostname"] == here["hostname"] and set(there["gpu_uuids"]) <= set(here["gpu_uuids"])
 
 
@@ -50,7 +44,7 @@ def set_aside_foreign(confirm_dir: Path, here: dict, log: Callable[[str], None])
     foreign = [p for p in paths if not measured_here(load_record(p), here)]
     if not foreign:
         return None
-    where = machine_of(load_record(foreign[0]))
+    where = load_record(foreign[0]).machine
     dest = confirm_dir / "other-hardware" / time.strftime("%Y%m%d-%H%M%S")
     dest.mkdir(parents=True)
     for rep in sorted(confirm_dir.glob("rep_*")):

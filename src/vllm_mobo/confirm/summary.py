@@ -16,19 +16,14 @@ import pandas as pd
 from ..records import VLLM_DEFAULT, Record, metric_label, observation_row
 from ..report.analysis import fmt
 from ..report.tables import pareto_table
-from .measure import machine_of
-from .stats import NOT_DISTINGUISHABLE, difference, noise_level, summary_table
+from .stats import difference, noise_level
 
 
 def measurements_table(records: list[Record], configs: list[dict], space_keys: list[str]) -> pd.DataFrame:
     """One row per measurement: the repeat, the roles of its configuration, its observation row and its machine."""
     roles = {c["name"]: "; ".join(c["roles"]) for c in configs}
-    rows = []
-    for r in records:
-        machine = machine_of(r)
-        rows.append({"repeat": r.iteration, "roles": roles.get(r.candidate, ""), **observation_row(r, space_keys),
-                     "hostname": machine["hostname"], "gpu_uuids": " ".join(machine["gpu_uuids"])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"repeat": r.iteration, "roles": roles.get(r.candidate, ""), **observation_row(r, space_keys)}
+                         for r in records])
 
 
 def machines(measurements: pd.DataFrame) -> list[str]:

@@ -95,4 +95,14 @@ def default_text(obs: pd.DataFrame, pareto: pd.DataFrame, objectives: list[dict]
                              for o in objectives)
         out.append(f"The configuration {name} ({', '.join(role_label(x) for x in rs)}) has {diffs} than vLLM's "
                    "default.")
+    elsewhere = [n for n in seen if n != d["candidate"] and machine_of(obs[obs["candidate"] == n].iloc[0]) != machine_of(d)]
+    if elsewhere:
+        out.append(f"Caution: {', '.join(elsewhere)} and vLLM's default were measured on different hardware (host or "
+                   "GPU UUIDs differ, e.g. a search resumed on another node): these differences mix configuration "
+                   "and machine. The confirmation stage compares on one machine.")
     return out
+
+
+def machine_of(row: pd.Series) -> tuple:
+    """(host, GPU UUIDs) of an observation row; empty where the row predates these columns."""
+    return tuple("" if pd.isna(row.get(k, "")) else str(row.get(k, "")) for k in ("hostname", "gpu_uuids"))
