@@ -59,8 +59,13 @@ def test_difference_verdicts_follow_the_interval_and_the_direction():
 
 
 def measurements(rows: list[tuple[str, float, float]], roles=None) -> pd.DataFrame:
-    return pd.DataFrame([{"candidate": c, "roles": (roles or {}).get(c, "front"), "feasible": True,
-                          "output_tokens_per_s": x, "joules_per_output_token": y} for c, x, y in rows])
+    """A measurements table as the stage writes it; a configuration's k-th row is its repeat k."""
+    out, seen = [], {}
+    for c, x, y in rows:
+        out.append({"candidate": c, "repeat": seen.get(c, 0), "roles": (roles or {}).get(c, "front"), "feasible": True,
+                    "output_tokens_per_s": x, "joules_per_output_token": y})
+        seen[c] = seen.get(c, 0) + 1
+    return pd.DataFrame(out)
 
 
 def test_front_comes_from_the_means_and_noise_pools_relative_sd():
@@ -186,3 +191,28 @@ def test_the_search_comparison_with_the_default_names_a_change_of_machine():
     obs.loc[obs["candidate"] == other, "gpu_uuids"] = "GPU-2"
     caution = [t for t in default_text(obs, pareto, OBJECTIVES) if t.startswith("Caution")]
     assert caution and other in caution[0] and "different hardware" in caution[0]
+
+
+def test_paired_rounds_cancel_a_drift_that_welch_cannot_see_through():
+    # measured shape on an H200 (docs/gpu/2026-11-30-h200-offline-gpuspace-confirm): both configurations slow
+    # down ~10% over the stage, the candidate ~5% ahead in every round
+    candidate, default = [12595.0, 12400.0, 11190.0], [12000.0, 11700.0, 10750.0]
+    welch = stats.difference(candidate, default, "maximize")
+    paired = stats.difference(candidate, default, "maximize", paired=True)
+    assert welch["method"] == "Welch t" and welch["verdict"] == stats.NOT_DISTINGUISHABLE
+    d = np.subtract(candidate, default)
+    from scipy.stats import t
+
+    half = t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert paired["method"] == "paired t (by round)" and paired["verdict"] == "better"
+    assert paired["ci_low"] == pytest.approx(d.mean() - half) and paired["ci_high"] == pytest.approx(d.mean() + half)
+    meas = pd.DataFrame({"candidate": ["a", VLLM_DEFAULT] * 3, "repeat": [0, 0, 1, 1, 2, 2], "roles": "front",
+                         "feasible": True, "output_tokens_per_s": [v for pair in zip(candidate, default) for v in pair],
+                         "joules_per_output_token": [0.05, 0.055] * 3})
+    comp = default_comparison(meas, OBJECTIVES).set_index("metric")
+    assert comp.loc["output_tokens_per_s", "method"] == "paired t (by round)"
+    assert comp.loc["output_tokens_per_s", "ci_low"] == pytest.approx(paired["ci_low"])
+    drift = stats.drift(meas, ["output_tokens_per_s"])["output_tokens_per_s"]
+    expected = np.mean([100 * (candidate[-1] - candidate[0]) / np.mean(candidate),
+                        100 * (default[-1] - default[0]) / np.mean(default)])
+    assert drift["first_to_last_pct"] == pytest.approx(expected) and drift["configurations"] == 2

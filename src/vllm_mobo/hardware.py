@@ -149,7 +149,9 @@ def gpu_descriptions(indices: list[int]) -> list[dict]:
         for i in indices:
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            uuid = pynvml.nvmlDeviceGetUUID(h)
             out.append({"index": i, "name": pynvml.nvmlDeviceGetName(h), "driver": driver,
+                        "uuid": uuid.decode() if isinstance(uuid, bytes) else str(uuid),
                         "memory_gib": round(mem.total / 2**30, 1)})
         return out
     finally:

@@ -271,9 +271,12 @@ class Record:
 
     @property
     def machine(self) -> dict:
-        """Which hardware measured this: the host and the UUIDs of the GPUs metered (none on the CPU build)."""
-        return {"hostname": self.hardware.get("hostname"),
-                "gpu_uuids": sorted(g["uuid"] for g in self.hardware.get("gpus") or [] if g.get("uuid"))}
+        """Which hardware measured this: the host and the UUIDs of the GPUs metered (none on the CPU build), from
+        the hardware description or, in files that lack them there, the GPU energy reading."""
+        gpus = self.hardware.get("gpus") or []
+        if not any(g.get("uuid") for g in gpus) and self.energy and self.energy.source("gpu"):
+            gpus = self.energy.source("gpu").detail.get("gpus") or []
+        return {"hostname": self.hardware.get("hostname"), "gpu_uuids": sorted(g["uuid"] for g in gpus if g.get("uuid"))}
 
     def engine_arg(self, name: str) -> Any:
         """What vLLM resolved for an engine argument, else what was passed, else None."""

@@ -30,7 +30,7 @@ means = means_table(meas, summary, objectives)
 front = confirmed_front(means, objectives)
 front.to_csv(out.front, index=False)
 default_comparison(meas, objectives).to_csv(out.comparison, index=False)
-write_json_atomic(out.noise, noise_record(summary, objectives, repeats, machine))
+write_json_atomic(out.noise, noise_record(summary, meas, objectives, repeats, machine))
 confirmed_front_figure(means, front, objectives, repeats, out.png, out.pdf, title=f"run {snakemake.params.run}",
                        energy_note=energy_provenance_note(meas))
 print(f"{len(means)} configurations, {len(front)} on the confirmed front", file=sys.stderr)

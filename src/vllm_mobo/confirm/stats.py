@@ -1,9 +1,11 @@
 """Repeat statistics: per configuration and objective the mean, standard deviation and 95% confidence interval,
 the difference of each configuration to vLLM's default with its interval, and the noise level of each objective.
 
-Intervals are Student's t intervals of the mean (``scipy.stats.t``); differences are Welch's (unequal variances,
-``scipy.stats.ttest_ind(equal_var=False).confidence_interval``), also given in % of the default's mean (the
-default's mean taken as exact there). A difference whose interval holds 0 is *not distinguishable* from the noise.
+Intervals are Student's t intervals of the mean (``scipy.stats.t``). Differences are paired where the repeats
+pair up (the interleaved rounds A B A B ...: each round's difference, ``scipy.stats.ttest_rel``, so that drift of the
+machine over the stage, which moves both configurations of a round alike, cancels), else Welch's (unequal variances,
+``scipy.stats.ttest_ind(equal_var=False)``); both are also given in % of the default's mean (the default's mean
+taken as exact there). A difference whose interval holds 0 is *not distinguishable* from the noise.
 """
 
 from __future__ import annotations
@@ -47,19 +49,29 @@ def summary_table(measurements: pd.DataFrame, metrics: list[str]) -> pd.DataFram
                                        "ci_high"])
 
 
-def difference(values, reference, direction: str) -> dict:
-    """Mean of ``values`` minus mean of ``reference`` with Welch's 95% interval, the same in % of the reference's
-    mean, and the verdict for an objective of ``direction``: ``better``, ``worse`` or ``not distinguishable``."""
-    a = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
-    b = np.asarray([v for v in reference if math.isfinite(v)], dtype=float)
-    out = {"n": len(a), "n_default": len(b), "difference": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+def difference(values, reference, direction: str, paired: bool = False) -> dict:
+    """Mean of ``values`` minus mean of ``reference`` with its 95% interval (paired t over the positions of the two
+    sequences when ``paired``, which needs them aligned and of equal length; else Welch's), the same in % of the
+    reference's mean, and the verdict for an objective of ``direction``: ``better``, ``worse`` or
+    ``not distinguishable``."""
+    a, b = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    if paired and len(a) == len(b):
+        keep = np.isfinite(a) & np.isfinite(b)
+        a, b = a[keep], b[keep]
+    else:
+        paired = False
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    out = {"n": len(a), "n_default": len(b), "method": "paired t (by round)" if paired else "Welch t",
+           "difference": math.nan, "ci_low": math.nan, "ci_high": math.nan}
     if len(a) and len(b):
         out["difference"] = float(a.mean() - b.mean())
     if len(a) >= 2 and len(b) >= 2:
-        if a.std(ddof=1) == 0 and b.std(ddof=1) == 0:
+        spread = (a - b).std(ddof=1) if paired else a.std(ddof=1) + b.std(ddof=1)
+        if spread == 0:
             out["ci_low"] = out["ci_high"] = out["difference"]
         else:
-            ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(LEVEL)
+            test = stats.ttest_rel(a, b) if paired else stats.ttest_ind(a, b, equal_var=False)
+            ci = test.confidence_interval(LEVEL)
             out["ci_low"], out["ci_high"] = float(ci.low), float(ci.high)
     ref = float(b.mean()) if len(b) else math.nan
     for key in ("difference", "ci_low", "ci_high"):
@@ -71,6 +83,21 @@ def difference(values, reference, direction: str) -> dict:
     else:
         higher = out["ci_low"] > 0
         out["verdict"] = "better" if higher == (direction == "maximize") else "worse"
+    return out
+
+
+def drift(measurements: pd.DataFrame, metrics: list[str]) -> dict:
+    """Per metric, the mean change from the first to the last round over the stage, in % of each configuration's
+    mean (configurations with a usable first and last round): the machine's drift that interleaving spreads."""
+    out = {}
+    for metric in metrics:
+        changes = []
+        for _, group in measurements[measurements["feasible"].astype(bool)].groupby("candidate"):
+            g = group.sort_values("repeat")
+            if len(g) >= 2 and g["repeat"].iloc[0] != g["repeat"].iloc[-1]:
+                changes.append(100.0 * (g[metric].iloc[-1] - g[metric].iloc[0]) / g[metric].mean())
+        out[metric] = {"first_to_last_pct": float(np.mean(changes)) if changes else None,
+                       "configurations": len(changes)}
     return out
 
 

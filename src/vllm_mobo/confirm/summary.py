@@ -16,7 +16,7 @@ import pandas as pd
 from ..records import VLLM_DEFAULT, Record, metric_label, observation_row
 from ..report.analysis import fmt
 from ..report.tables import pareto_table
-from .stats import difference, noise_level
+from .stats import difference, drift, noise_level
 
 
 def measurements_table(records: list[Record], configs: list[dict], space_keys: list[str]) -> pd.DataFrame:
@@ -54,8 +54,8 @@ def confirmed_front(means: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame
     return front.drop(columns=["iteration", "status", "feasible"], errors="ignore")
 
 
-COMPARISON_COLUMNS = ["candidate", "roles", "metric", "direction", "n", "n_default", "difference", "ci_low", "ci_high",
-                      "difference_pct", "ci_low_pct", "ci_high_pct", "verdict"]
+COMPARISON_COLUMNS = ["candidate", "roles", "metric", "direction", "n", "n_default", "method", "difference", "ci_low",
+                      "ci_high", "difference_pct", "ci_low_pct", "ci_high_pct", "verdict"]
 
 
 def default_comparison(measurements: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
@@ -69,20 +69,25 @@ def default_comparison(measurements: pd.DataFrame, objectives: list[dict]) -> pd
     for name, group in usable.groupby("candidate", sort=False):
         if name == VLLM_DEFAULT:
             continue
+        # pair round by round where both have the same usable rounds (interleaved: drift cancels in each pair)
+        paired = sorted(group["repeat"]) == sorted(ref["repeat"]) and group["repeat"].is_unique
+        a, b = group.sort_values("repeat"), ref.sort_values("repeat")
         for o in objectives:
-            d = difference(group[o["metric"]].astype(float), ref[o["metric"]].astype(float), o["direction"])
+            d = difference(a[o["metric"]].astype(float), b[o["metric"]].astype(float), o["direction"], paired)
             rows.append({"candidate": name, "roles": group["roles"].iloc[0], "metric": o["metric"],
                          "direction": o["direction"], **d})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def noise_record(summary: pd.DataFrame, objectives: list[dict], repeats: int, machine: list[str]) -> dict:
-    """``noise.json``: the relative noise of one measurement per objective, for the optimiser."""
+def noise_record(summary: pd.DataFrame, measurements: pd.DataFrame, objectives: list[dict], repeats: int,
+                 machine: list[str]) -> dict:
+    """``noise.json``: the relative noise of one measurement per objective, for the optimiser, and the drift over
+    the stage."""
     metrics = [o["metric"] for o in objectives]
     return {"what": "relative standard deviation of one measurement (sd/mean), pooled over the confirmed "
-                    "configurations' fresh-engine repeats",
+                    "configurations' fresh-engine repeats; drift: mean change from the first to the last round",
             "repeats": repeats, "machine": machine, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "objectives": noise_level(summary, metrics)}
+            "objectives": noise_level(summary, metrics), "drift": drift(measurements, metrics)}
 
 
 def _pct(value: float) -> str:
@@ -107,7 +112,7 @@ def comparison_sentences(summary: pd.DataFrame, comparison: pd.DataFrame, object
         for _, c in group.iterrows():
             span = f"{_pct(c['difference_pct'])} (95% CI {_pct(c['ci_low_pct'])} to {_pct(c['ci_high_pct'])})" \
                 if math.isfinite(c["ci_low_pct"]) else _pct(c["difference_pct"])
-            parts.append(f"{metric_label(c['metric'])} {span}: {c['verdict']}")
+            parts.append(f"{metric_label(c['metric'])} {span}, {c['method']}: {c['verdict']}")
         out.append(f"{name} ({group['roles'].iloc[0]}) against vLLM's default: " + "; ".join(parts) + ".")
     return out
 
