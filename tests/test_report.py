@@ -327,7 +327,9 @@ def test_method_text_names_the_load_of_each_mode_and_every_strategy():
     assert "1000" not in online  # workload.num_prompts is the offline count, not what the server was sent
     cfg["benchmark"]["online"]["request_rates"] = [5, "inf"]
     assert "server at 5/s and all at once (Poisson arrivals)" in load_text(cfg, runs("online"))
+    assert "the capacity under the SLOs: the request rate ramped from 32/s by x2" in load_text(cfg, runs("online"))
     cfg["benchmark"]["online"]["request_rates"] = ["inf"]
+    cfg["benchmark"]["online"]["capacity"]["enabled"] = False
     assert load_text(cfg, runs("online")).endswith("server all at once")
     assert load_text(cfg, runs("offline")) == "offline: 1000 prompts submitted at once"
 

@@ -83,6 +83,7 @@ rule latex_source:
         profile_breakdown=f"{RESULTS}/profiles/breakdown.csv",
         profile_explanation=f"{RESULTS}/profiles/explanation.txt",
         profile_figure=f"{RESULTS}/figures/profile_breakdown.pdf",
+        thermal=f"{RESULTS}/thermal_warnings.txt",
         # The confirmation stage (workflow/rules/confirm.smk), when enabled.
         **confirm_outputs(),
     output:

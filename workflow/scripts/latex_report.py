@@ -26,6 +26,7 @@ context = latex_context(
     figures=figures,
     skipped=pd.read_csv(inp.skipped),
     profile=latex_section(inp.profile_status, inp.profile_breakdown, inp.profile_explanation, inp.profile_figure),
+    thermal=Path(inp.thermal).read_text().splitlines(),
     confirm=(read_confirmation(inp, snakemake.config["objectives"], snakemake.config["confirm"]["repeats"])
              if hasattr(inp, "confirm_summary") else None),
 )

@@ -7,6 +7,7 @@ template with Jinja2, escaping every value for LaTeX unless it is already LaTeX 
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -41,7 +42,38 @@ def load_text(config: dict, records: list[Record]) -> str:
         poisson = " (Poisson arrivals)" if any(str(r) != "inf" for r in rates) else ""
         parts.append(f"online: {online.get('num_prompts') or workload['num_prompts']} requests per rate sent to "
                      f"vLLM's OpenAI-compatible server {shown or 'at the configured rates'}{poisson}")
+        cap = online.get("capacity") or {}
+        if cap.get("enabled"):
+            parts.append(f"before them, on the same server start, the capacity under the SLOs: the request rate "
+                         f"ramped from {cap.get('start_rate')}/s by x{cap.get('growth')} until an SLO failed, then "
+                         f"bisected to a relative bracket of {cap.get('tolerance')} (at most {cap.get('max_steps')} "
+                         f"steps and {cap.get('max_time_s')} s); those rates are targets, reported at capacity and "
+                         "at each target")
     return "; ".join(parts)
+
+
+def window_text(config: dict, records: list[Record]) -> list[str]:
+    """How long the measured windows were and what they count: the minimum asked, the range measured, the
+    batches they held (offline), and whether detokenisation was inside them."""
+    ok = [r for r in records if r.ok]
+    windows = [w for w in (r.metric("window_s") for r in ok) if math.isfinite(w)]
+    batches = [int(b) for b in (r.metric("batches") for r in ok if r.mode == "offline") if math.isfinite(b)]
+    out = []
+    if windows:
+        held = f"; {min(batches)}-{max(batches)} batches" if batches else ""
+        out.append(f"Every measured window lasts at least benchmark.min_window_s = "
+                   f"{config['benchmark'].get('min_window_s', 0):g} s, warm-up excluded (measured: "
+                   f"{min(windows):.1f}-{max(windows):.1f} s{held}): offline, the workload's batch is repeated with "
+                   "fresh seeds inside one metered window until it is that long; online, each rate sends enough "
+                   "requests.")
+    detok = {bool(r.metrics.get("detokenize", False)) for r in ok if r.mode == "offline"}
+    if detok == {False}:
+        out.append("Offline output tokens/s excludes detokenisation, as vllm bench throughput --disable-detokenize: "
+                   "tokens are counted as token ids and never turned into text (benchmark.detokenize: false).")
+    elif detok:
+        out.append("Offline output tokens/s includes detokenisation, as vllm bench throughput by default "
+                   "(benchmark.detokenize: true).")
+    return out
 
 
 def _finalize(value):
@@ -97,10 +129,11 @@ def pareto_rows(pareto: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
 def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record], proposals: list[dict],
                   config: dict, model_dir: str, figures: dict[str, tuple[str, str]],
                   skipped: pd.DataFrame | None = None, profile: dict | None = None,
-                  confirm: dict | None = None) -> dict:
+                  confirm: dict | None = None, thermal: list[str] | None = None) -> dict:
     """Everything the template shows. ``figures``: name -> (PDF path, caption text). ``profile``: the profiling
     section (:func:`vllm_mobo.profiling.explain.latex_section`), None to leave it out. ``confirm``: the
-    confirmation stage (:func:`vllm_mobo.confirm.summary.read_confirmation`), None when it did not run."""
+    confirmation stage (:func:`vllm_mobo.confirm.summary.read_confirmation`), None when it did not run.
+    ``thermal``: the lines of ``thermal_warnings.txt``."""
     objectives, space = config["objectives"], config["search_space"]
     keys = list(space)
     obs = enrich_observations(obs, records, ["tensor_parallel_size", "pipeline_parallel_size"])
@@ -136,6 +169,8 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record]
         "alternatives": [{"candidate": n, "role": role_label(r)} for r, n in found.items() if n != knee],
         "commands": [],
         "profile": profile,
+        "window_text": window_text(config, records),
+        "thermal": thermal or [],
         "confirm": None if confirm is None else {**confirm, "front": table(confirm["front"]),
                                                  "figure": Raw(Path(confirm["figure"]).as_posix())
                                                  if confirm.get("figure") else None},
