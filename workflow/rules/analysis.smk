@@ -49,10 +49,10 @@ FIGURES = {
     "latency": ("latency.rst", "Latency", "latency percentiles"),
 }
 # Figures that can hold no data in this run are not drawn (nor shown in the reports): latency percentiles exist in
-# online mode only, and the TP x PP figure needs tensor or pipeline parallelism in the search space.
+# online mode only, and the TP x PP figure needs more than one tensor or pipeline parallel size in the search space.
 if config["benchmark"]["mode"] != "online":
     del FIGURES["latency"]
-if not {"tensor_parallel_size", "pipeline_parallel_size"} & set(config["search_space"]):
+if all(len(config["search_space"].get(k, [])) < 2 for k in ("tensor_parallel_size", "pipeline_parallel_size")):
     del FIGURES["tp_pp"]
 
 

@@ -32,7 +32,9 @@ def confirmed_front_figure(means: pd.DataFrame, front: pd.DataFrame, objectives:
         label = "vLLM default" if default else r["candidate"]
         if not r["feasible"]:
             label += f" ({r['usable']} of {r['repeats']} repeats usable)"
-        ax.annotate(label, (r[x], r[y]), textcoords="offset points", xytext=(6, 6), fontsize=7, zorder=5)
+        right = r[x] > means[x].median()  # label towards the inside of the axes
+        ax.annotate(label, (r[x], r[y]), textcoords="offset points", xytext=(-6 if right else 6, 6), fontsize=7,
+                    ha="right" if right else "left", zorder=5)
     if len(front) > 1:
         f = front.sort_values(x)
         ax.step(f[x], f[y], where="post", color="crimson", lw=1.2, alpha=0.7, label="confirmed front (means)")
@@ -40,7 +42,8 @@ def confirmed_front_figure(means: pd.DataFrame, front: pd.DataFrame, objectives:
     ax.set_xlabel(f"{metric_label(x)} ({objectives[0]['direction']})")
     ax.set_ylabel(f"{metric_label(y)} ({objectives[1]['direction']})")
     ax.set_title((title + "\n" if title else "") + f"confirmation: mean of {repeats} fresh-engine repeats, bars: "
-                 "95% confidence interval" + (f"\n{energy_note}" if energy_note else ""), fontsize=9)
+                 "95% confidence interval of each mean (differences to the default, paired by round, are in the "
+                 "report)" + (f"\n{energy_note}" if energy_note else ""), fontsize=8)
     fig.tight_layout()
     fig.savefig(path_png, dpi=150)
     if path_pdf:

@@ -38,6 +38,7 @@ def profile_config(config: dict, entry: dict, out_dir: Path, nsys: str, model_di
     spec = build_spec(cfg, {"name": entry["candidate"], "config": entry["config"]}, model_dir)
     spec["cpu_kvcache_space_gib"] = cfg["benchmark"].get("cpu_kvcache_space_gib", 1)
     spec["cuda_profiler"] = spec["device"] == "cuda"  # flush every worker's trace at the window's end (offline.py)
+    spec["min_window_s"] = 0  # one batch of profile.num_prompts: the profile explains where time goes, not how much
     spec_path, result_path = out_dir / "spec.json", out_dir / "result.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     result_path.unlink(missing_ok=True)
