@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 from vllm_mobo import engine_args as E  # noqa: E402
+from vllm_mobo.config import expand_search_space  # noqa: E402
 from vllm_mobo.measure import supervisor  # noqa: E402
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/out")
@@ -85,7 +86,7 @@ def wait_healthy(port: int, proc: supervisor.Supervised, timeout_s: float = 420)
 def step_validation() -> None:
     for path in sorted((REPO / "benchmarks" / "configs").glob("*.yaml")):
         cfg = yaml.safe_load(path.read_text())
-        emit("validation", config=path.name, problems=E.problems(cfg.get("search_space") or {},
+        emit("validation", config=path.name, problems=E.problems(expand_search_space(cfg.get("search_space") or {}),
                                                                   cfg.get("engine_args") or {}))
     bad = E.problems({"block_sze": [16, 32], "max_num_seqs": ["many", 64]}, {"enable_chunked_prefill": "yes"})
     emit("validation", config="misspelt and mistyped", problems=bad, vllm=E.vllm_version())

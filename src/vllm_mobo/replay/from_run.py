@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..config import expand_search_space
 from ..io import read_json
 from ..records import VLLM_DEFAULT, load_records
 from ..search.space import Platform, SearchSpace
@@ -34,6 +35,7 @@ def table_from_run(results_dir: str | Path, out_dir: str | Path, meta: dict | No
             raise ReplayError(f"{results_dir}: pass the run's config (no config.yaml of run {results_dir.name} at {guess})")
     if not isinstance(config, dict):
         config = yaml.safe_load(Path(config).read_text())
+    config = {**config, "search_space": expand_search_space(config["search_space"])}  # a preset name or mapping
     obs = read_csv(results_dir / "observations.csv")
     skipped = read_csv(results_dir / "skipped.csv") if (results_dir / "skipped.csv").is_file() else pd.DataFrame()
     proposal = read_json(results_dir / "iter_0" / "proposal.json")
