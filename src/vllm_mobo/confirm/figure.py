@@ -41,9 +41,9 @@ def confirmed_front_figure(means: pd.DataFrame, front: pd.DataFrame, objectives:
         ax.legend(fontsize=7, loc="best")
     ax.set_xlabel(f"{metric_label(x)} ({objectives[0]['direction']})")
     ax.set_ylabel(f"{metric_label(y)} ({objectives[1]['direction']})")
-    ax.set_title((title + "\n" if title else "") + f"confirmation: mean of {repeats} fresh-engine repeats, bars: "
-                 "95% confidence interval of each mean (differences to the default, paired by round, are in the "
-                 "report)" + (f"\n{energy_note}" if energy_note else ""), fontsize=8)
+    ax.set_title((title + "\n" if title else "") + f"confirmation: mean of {repeats} fresh-engine repeats; bars: "
+                 "95% confidence interval of each mean\n(the differences to vLLM's default, paired by round, are in "
+                 "the report)" + (f"\n{energy_note}" if energy_note else ""), fontsize=8)
     fig.tight_layout()
     fig.savefig(path_png, dpi=150)
     if path_pdf:
