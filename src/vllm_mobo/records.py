@@ -98,8 +98,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("ttft_ms_p99_at_target", "p99 TTFT at the target rate (ms)", "ms", "minimize", online_only=True),
     Metric("tpot_ms_p99_at_target", "p99 TPOT at the target rate (ms)", "ms", "minimize", online_only=True),
     Metric("energy_j", "energy of the window (J)", "J"),
-    Metric("elapsed_s", "measured window (s)", "s"),
-    Metric("window_s", "measured window (s)", "s"),
+    Metric("elapsed_s", "timed load (s)", "s"),
+    Metric("window_s", "metered window (s)", "s"),
     Metric("min_window_s", "shortest window asked for (s)", "s"),
     Metric("batches", "batches in the window", "batches"),
     Metric("output_tokens", "output tokens", "tokens"),
@@ -357,7 +357,8 @@ def observation_row(record: Record | dict, space_keys: list[str]) -> dict:
     row["wall_s"] = r.timing.get("wall_s", nan)
     row["device"] = r.device
     row["devices_used"] = r.devices_used
-    row["hostname"] = r.machine["hostname"]
-    row["gpu_uuids"] = " ".join(r.machine["gpu_uuids"])
+    machine = r.machine
+    row["hostname"] = machine["hostname"]
+    row["gpu_uuids"] = " ".join(machine["gpu_uuids"])
     row["vllm_version"] = r.software.get("vllm")
     return row

@@ -19,10 +19,11 @@ print(f"{len(obs)} observations ({(obs['status'] == 'ok').sum()} ok)", file=sys.
 
 records = load_records(snakemake.input.metrics)
 threshold_c = snakemake.config["benchmark"]["thermal_warn_c"]
-lines = thermal_summary(records, threshold_c)
+warnings = thermal_warnings(records, threshold_c)
+lines = warnings or thermal_summary(records, threshold_c)
 with open(snakemake.output.thermal, "w") as fh:
     fh.write("".join(line + "\n" for line in lines))
 for line in lines:
     print(line, file=sys.stderr)
-for line in thermal_warnings(records, threshold_c):
+for line in warnings:
     print(f"WARNING {line}", file=console)
