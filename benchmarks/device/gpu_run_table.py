@@ -29,7 +29,7 @@ def rows(results_dir: Path):
         window = sources["gpu"].detail["window_s"]
         rest = sum(s.joules for k, s in sources.items() if k != "gpu")
         yield {"iteration": r.iteration, "candidate": r.candidate, "status": "ok",
-               "gpus": len(used), "tok_s": r.metric("output_tokens_per_s"),
+               "gpus": len(used), "metered": len(r.gpus_metered) or len(gpus), "tok_s": r.metric("output_tokens_per_s"),
                "j_tok_node": r.metric("joules_per_output_token"),
                "own_gpu_j": own, "other_gpu_j": sum(g["joules"] for g in others),
                "other_w": (sum(g["joules"] for g in others) / window / len(others)) if others else 0.0,
@@ -48,8 +48,8 @@ def main() -> int:
         if r["status"] != "ok":
             table.append({**row, "GPUs": "failed"})
             continue
-        row.update({"GPUs": r["gpus"], "out tok/s": f"{r['tok_s']:,.0f}",
-                    "J/out tok (4 GPUs, node)": f"{r['j_tok_node']:.4f}",
+        row.update({"GPUs": r["gpus"], "out tok/s": f"{r['tok_s']:,.0f}", "GPUs metered": r["metered"],
+                    "J/out tok (GPUs metered)": f"{r['j_tok_node']:.4f}",
                     "own GPUs J": f"{r['own_gpu_j']:,.0f}", "idle GPUs J": f"{r['other_gpu_j']:,.0f}",
                     "idle GPU mean W": f"{r['other_w']:.0f}", "J/out tok (own GPUs, used)": f"{r['j_tok_used']:.4f}"})
         if online:

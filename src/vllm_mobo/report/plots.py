@@ -8,6 +8,8 @@ with a run of one observation, with knobs missing from the observations and with
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -62,7 +64,7 @@ def pareto_figure(obs: pd.DataFrame, objectives: list[dict], path_png: str, path
         if not default.empty:
             ax.scatter(default[x], default[y], marker="*", s=260, color="black", label="vLLM default", zorder=5)
         roles_of: dict[str, list[str]] = {}
-        for role, name in highlighted_configs(front, objectives).items():
+        for role, name in highlighted_configs(pareto_table(obs, objectives), objectives).items():  # the tables' order
             roles_of.setdefault(name, []).append(role_label(role))
         xmid, ymid = ok[x].median(), ok[y].median()
         for k, (name, roles) in enumerate(roles_of.items()):
@@ -75,7 +77,7 @@ def pareto_figure(obs: pd.DataFrame, objectives: list[dict], path_png: str, path
                         arrowprops={"arrowstyle": "-", "color": "grey"})
     failed = int((obs["status"] != "ok").sum())
     ax.set_xlabel(metric_label(x) + f" ({objectives[0]['direction']})")
-    ax.set_ylabel(_axis_label(y, obs) + f" ({objectives[1]['direction']})")
+    ax.set_ylabel("\n".join(textwrap.wrap(_axis_label(y, obs) + f" ({objectives[1]['direction']})", 50)))
     ax.set_title((title + "\n" if title else "") + f"{energy_provenance_note(obs)}; {len(ok)} ok, {failed} failed",
                  fontsize=9)
     if ax.get_legend_handles_labels()[0]:
