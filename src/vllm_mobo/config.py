@@ -139,8 +139,10 @@ def _check_consistency(config: dict) -> list[str]:
         if wl[name]["min"] > wl[name]["max"]:
             problems.append(f"workload.{name}: min ({wl[name]['min']}) is larger than max ({wl[name]['max']})")
     metrics = [o["metric"] for o in config["objectives"]]
-    if len(set(metrics)) != len(metrics):
-        problems.append(f"objectives: the same metric twice ({', '.join(metrics)}); give two different metrics")
+    for m in sorted({m for m in metrics if metrics.count(m) > 1}):
+        where = ", ".join(f"objectives[{i}]" for i, x in enumerate(metrics) if x == m)
+        problems.append(f"objectives: the same metric twice: {m} ({where}); each metric may be an objective once "
+                        "(a repeated objective adds no trade-off)")
     for i, o in enumerate(config["objectives"]):
         expected = OBJECTIVES[o["metric"]].direction
         if o["direction"] != expected:
