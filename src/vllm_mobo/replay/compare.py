@@ -109,6 +109,17 @@ def split_strategies(requested: list[str]) -> tuple[list[str], dict[str, str]]:
     return run, skipped
 
 
+def unfit_pairs(strategies: list[str], tables: dict[str, ReplayTable]) -> dict[tuple[str, str], str]:
+    """{(strategy, table): why} for a strategy that cannot search a table: a 2-objective-only one (the registry's
+    ``TWO_OBJECTIVES``) on a table of 3-4 objectives."""
+    try:
+        from ..search.optimizer.strategies import TWO_OBJECTIVES
+    except ImportError:
+        TWO_OBJECTIVES = set()
+    return {(s, name): f"handles 2 objectives only; table {name} has {len(t.objectives)}"
+            for s in strategies if s in TWO_OBJECTIVES for name, t in tables.items() if len(t.objectives) != 2}
+
+
 # ------------------------------------------------------------------------------------------------ one search
 
 @dataclass
@@ -260,9 +271,14 @@ def run_benchmark(table_dirs: list[str | Path], settings: Settings, out_dir: str
         echo(f"SKIPPING strategy {s!r}: {why}")
     if not strategies:
         raise ValueError("no strategy to run: " + "; ".join(f"{s}: {w}" for s, w in skipped.items()))
-    jobs_list = [(str(Path(d)), s, seed, asdict(settings), jobs > 1)
-                 for d in table_dirs for s in strategies for seed in range(settings.seeds)]
     names = {str(Path(d)): ReplayTable.load(d).name for d in table_dirs}
+    unfit = unfit_pairs(strategies, tables)
+    for (s, tbl), why in unfit.items():
+        skipped[f"{s} on {tbl}" if len(tables) > 1 else s] = why
+        echo(f"SKIPPING strategy {s!r} on {tbl}: {why}")
+    jobs_list = [(str(Path(d)), s, seed, asdict(settings), jobs > 1)
+                 for d in table_dirs for s in strategies if (s, names[str(Path(d))]) not in unfit
+                 for seed in range(settings.seeds)]
     traces, n = [], len(jobs_list)
     t0 = time.perf_counter()
 
