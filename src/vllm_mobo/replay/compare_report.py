@@ -60,7 +60,7 @@ def display_table(summary: pd.DataFrame, check_at: tuple[int, ...] = CHECK_AT) -
             "true front found": f"{r['pareto_found_share_median']:.0%} of {int(r['true_pareto_size'])}",
         })
         if "hv_ratio_all_rows_ref_median" in r:
-            k = max([k for k in check_at if k < b], default=b)
+            k = max([k for k in check_at if k <= b], default=b)
             row[f"HV ratio at {k} (old ref.)"] = hv("hv_ratio_all_rows_ref", k if k < b else None)
             row["evals to 95% (old ref.)"] = _iqr(r["evals_to_95_all_rows_ref_q25"], r["evals_to_95_all_rows_ref_median"],
                                                   r["evals_to_95_all_rows_ref_q75"], "{:g}", b)
