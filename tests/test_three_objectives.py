@@ -121,6 +121,17 @@ def test_tradeoffs_say_when_there_are_too_few_points():
     assert (fallback["basis"] == "feasible observations").all() and fallback["rho_front"].isna().all()
 
 
+def test_conflicting_front_pairs_are_counted_exactly():
+    # throughput and power rise together (every pair conflicts); energy per token conflicts with throughput in one
+    # pair (the first two) and with power in two (the third against each of the others)
+    front = frame({"output_tokens_per_s": [10.0, 20.0, 30.0], "joules_per_output_token": [1.0, 2.0, 0.5],
+                   "mean_power_w": [5.0, 6.0, 7.0]})
+    table = tradeoff_table(front, front, THREE).set_index(["objective_a", "objective_b"])["front_pairs_conflicting"]
+    assert table[("output_tokens_per_s", "mean_power_w")] == 3
+    assert table[("output_tokens_per_s", "joules_per_output_token")] == 1
+    assert table[("joules_per_output_token", "mean_power_w")] == 2
+
+
 def test_tradeoffs_of_an_empty_run():
     obs = synthetic().assign(status="failed")
     table = tradeoff_table(obs, obs.iloc[0:0], THREE)

@@ -129,11 +129,14 @@ def pareto_rows(pareto: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
 
 
 def tradeoff_display(tradeoffs: pd.DataFrame) -> pd.DataFrame:
-    """``tradeoffs.csv`` as the PDF shows it: the pair, rho over the front and the feasible observations, verdict."""
+    """``tradeoffs.csv`` as the PDF shows it: the pair, rho over the front and the feasible observations, the verdict
+    and how many pairs of front configurations conflict on the two objectives."""
     rows = [[f"{metric_label(r['objective_a'])} / {metric_label(r['objective_b'])}",
              f"{fmt(r['rho_front'], 2)} (n={int(r['n_front'])})", f"{fmt(r['rho_feasible'], 2)} (n={int(r['n_feasible'])})",
-             r["verdict"] + ("" if r["basis"] == "none" else f" ({r['basis']})")] for _, r in tradeoffs.iterrows()]
-    return pd.DataFrame(rows, columns=["objectives", "rho on the front", "rho over feasible", "verdict"])
+             r["verdict"] + ("" if r["basis"] == "none" else f" ({r['basis']})"),
+             f"{int(r['front_pairs_conflicting'])} of {int(r['front_pairs'])}"] for _, r in tradeoffs.iterrows()]
+    return pd.DataFrame(rows, columns=["objectives", "rho on the front", "rho over feasible", "verdict",
+                                       "front pairs in conflict"])
 
 
 def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record], proposals: list[dict],
