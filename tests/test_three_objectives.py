@@ -285,3 +285,23 @@ def test_pipeline_reports_name_the_three_objectives(three_run):
         text = " ".join(subprocess.run(["pdftotext", str(three_run / "report" / "tiny_three.pdf"), "-"],
                                        capture_output=True, text=True, check=True).stdout.split())
         assert "Which objectives trade off" in text and "mean power (W)" in text
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None or shutil.which("pdftotext") is None,
+                    reason="latexmk or pdftotext not installed")
+def test_pdf_of_four_objectives_builds(tmp_path):
+    # four objectives the fixture run measured: the knob table then has ten columns
+    objectives = THREE[:2] + [{"metric": "total_tokens_per_s", "direction": "maximize"},
+                              {"metric": "requests_per_s", "direction": "maximize"}]
+    run, cfg = fixture_with(objectives)
+    pareto = pareto_table(run["observations"], objectives)
+    ctx = latex_context(run["observations"], pareto, run["records"], run["proposals"], cfg, "results/tiny/model",
+                        figures={})
+    tex = tmp_path / "t.tex"
+    tex.write_text(render_latex(resource("report.tex"), ctx))
+    subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={tmp_path}", str(tex)],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True,
+                                   text=True).stdout.split())
+    assert "J per output token (minimize), total tokens/s (maximize) and requests/s (maximize)" in text
+    assert "Which objectives trade off" in text and "beats on all 4 objectives at once" in text

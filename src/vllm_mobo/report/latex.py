@@ -203,9 +203,16 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record]
     if not imp.empty:
         cols = ["knob", "values evaluated"] + [f"spread % {o['metric']}" for o in objectives] \
             + [f"best value for {o['metric']}" for o in objectives]
-        ctx["knobs"] = table(imp[cols].rename(columns=_short_header).map(fmt))
+        if len(objectives) == 2:
+            header = _short_header
+        else:  # headers wrap in narrow columns, so they name each objective (two of them may share a unit)
+            header = {f"{what} {o['metric']}": f"{short} {metric_label(o['metric'])}" for o in objectives
+                      for what, short in (("spread %", "spread %"), ("best value for", "best for"))}
+        ctx["knobs"] = table(imp[cols].rename(columns=header).map(fmt))
     else:
         ctx["knobs"] = None
+    ctx["knobs_spec"] = None if len(objectives) == 2 else \
+        "lr" + r">{\raggedright\arraybackslash}p{1.3cm}" * (2 * len(objectives))
     e = energy_by_source(obs)
     if not e.empty:
         share = e.groupby("source").agg(joules=("joules", "sum"),
