@@ -274,7 +274,8 @@ def _records(observations: list[Observation]) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("strategy, stops", [("ehvi", True), ("ehvi-energy", True), ("sobol", False)])
+@pytest.mark.parametrize("strategy, stops", [("qlognehvi", True), ("ehvi", True), ("ehvi-energy", True),
+                                             ("sobol", False)])
 def test_stop_rule_applies_to_the_ehvi_strategies_only(strategy, stops):
     cfg = copy.deepcopy(load_test_config("tiny.yaml"))
     cfg["search_space"] = SPACE
