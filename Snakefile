@@ -25,6 +25,7 @@ rule all:
         f"{RESULTS}/observations.csv",
         f"{RESULTS}/pareto.csv",
         f"{RESULTS}/hypervolume.csv",
+        f"{RESULTS}/tradeoffs.csv",
         f"{RESULTS}/skipped.csv",
         [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")],
         f"{RESULTS}/analysis/analysis.html",

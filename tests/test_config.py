@@ -22,7 +22,7 @@ def test_default_config_is_valid_and_defaults_are_filled():
     assert cfg["search_space"]["block_size"] == [32, 64, 128]
     tiny = validate_config(load_test_config("tiny.yaml"))
     assert tiny["energy"]["ram_watts_per_gb"] == 0.375  # filled from the schema default
-    assert tiny["optimizer"]["strategy"] == "ehvi"
+    assert tiny["optimizer"]["strategy"] == "qlognehvi"
 
 
 def _error(cfg: dict) -> str:

@@ -37,7 +37,7 @@ RUN = "tiny"
 RESULTS = f"results/{RUN}"
 # The fixture ran offline over a space without TP or PP: no latency or TP x PP figure (they would hold no data).
 FIGURES = ["pareto_front", "hypervolume", "energy_sources", "knob_effects"]
-DOWNSTREAM_RULES = {"figures", "analysis_notebook", "notebook_html", "latex_source", "latex_pdf", "export_knee", "all",
+DOWNSTREAM_RULES = {"figures", "tradeoffs", "analysis_notebook", "notebook_html", "latex_source", "latex_pdf", "export_knee", "all",
                     "profile", "profile_report"}  # profile: Nsight Systems, "not profiled" without nsys/GPU
 HAVE_LATEX = shutil.which("latexmk") is not None and shutil.which("pdftotext") is not None
 needs_latex = pytest.mark.skipif(not HAVE_LATEX, reason="latexmk or pdftotext not installed (apt-get install latexmk "
@@ -157,7 +157,7 @@ def test_html_report_registers_every_output(built):
     html = (built / "report.html").read_text()
     expected = [f"{n}.png" for n in FIGURES] + ["analysis.html", "knee_vllm_serve.txt", "knee_engine_args.yaml",
                                                 "knob_effects.csv", "default_comparison.csv", "energy_by_source.csv",
-                                                "pareto.csv", "observations.csv"]
+                                                "pareto.csv", "observations.csv", "tradeoffs.csv"]
     if HAVE_LATEX:
         expected.append(f"{RUN}.pdf")
     missing = [e for e in expected if e not in html]

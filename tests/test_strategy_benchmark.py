@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 from test_replay import write_planted_table, write_synthetic_table
+from test_yardstick import write_three_objective_table
 
 from conftest import VLLM_MOBO, load_test_config, run_snakemake, write_config
-from vllm_mobo.records import VLLM_DEFAULT
+from vllm_mobo.records import VLLM_DEFAULT, candidate_name
 from vllm_mobo.replay import compare, scoring
 from vllm_mobo.replay.table import ReplayTable
 
@@ -32,16 +33,24 @@ def planted(tmp_path_factory) -> ReplayTable:
 
 
 def test_hv_ratio_of_a_planted_three_point_front(planted):
-    # log space: P1 (-3, 1), P2 (-2, 0), P3 (-1, -1); reference point (0.3, 1.75) (see write_planted_table)
+    # log space: P1 (-3, 1), P2 (-2, 0), P3 (-1, -1); all-rows reference point (0.3, 1.75) (see write_planted_table)
     assert planted.reference_point() == pytest.approx([0.3, 1.75])
     assert set(planted.true_front()["candidate"]) == {"seqs16-tp1", "seqs32-tp1", "seqs64-tp1"}
     full = 1 * 0.75 + 1 * 1.75 + 1.3 * 2.75  # strips between the front's y1 values and the reference
-    assert planted.true_hypervolume() == pytest.approx(full)
+    assert planted.true_hypervolume(reference="all_rows") == pytest.approx(full)
     p1_p3 = 2 * 0.75 + 1.3 * 2.75
-    assert planted.hypervolume_of(["seqs16-tp1", "seqs64-tp1"]) / full == pytest.approx(p1_p3 / full)
+    assert planted.hypervolume_of(["seqs16-tp1", "seqs64-tp1"], reference="all_rows") == pytest.approx(p1_p3)
     p2 = 2.3 * 1.75
-    assert planted.hypervolume_of(["seqs32-tp1", "seqs128-tp1", VLLM_DEFAULT]) == pytest.approx(p2)
-    assert planted.hypervolume_of(["seqs256-tp1"]) == 0.0  # a failure adds nothing
+    assert planted.hypervolume_of(["seqs32-tp1", "seqs128-tp1", VLLM_DEFAULT], reference="all_rows") == pytest.approx(p2)
+    assert planted.hypervolume_of(["seqs256-tp1"], reference="all_rows") == 0.0  # a failure adds nothing
+    # judging reference: the front's nadir (-1, 1) + 1% of its range (2, 2) = (-0.98, 1.02)
+    assert planted.front_reference_point() == pytest.approx([-0.98, 1.02])
+    front = 1 * 0.02 + 1 * 1.02 + 0.02 * 2.02
+    assert planted.true_hypervolume() == pytest.approx(front)
+    assert planted.hypervolume_of(["seqs32-tp1"]) == pytest.approx(1.02 * 1.02)
+    # D1 (-1.5, 1.5) and vLLM's default (0, 0.5) lie beyond the front's nadir: nothing (the old box gave them a lot)
+    assert planted.hypervolume_of(["seqs128-tp1", VLLM_DEFAULT]) == 0.0
+    assert planted.hypervolume_of(["seqs128-tp1", VLLM_DEFAULT], reference="all_rows") == pytest.approx(0.75)
 
 
 def test_a_search_that_finds_the_whole_front_has_ratio_one(planted, synth_dir):
@@ -54,8 +63,10 @@ def test_a_search_that_finds_the_whole_front_has_ratio_one(planted, synth_dir):
     assert trace["candidate"].iloc[0] == VLLM_DEFAULT and trace["hv_ratio"].iloc[0] == 0.0
     with_default = compare.run_search(planted, "random", 0, compare.Settings(budget=20, batch_size=2, initial_design=2,
                                                                    front_includes_default=True))
-    assert with_default["hv_ratio"].iloc[0] == pytest.approx(planted.hypervolume_of([VLLM_DEFAULT]) / (
-        1 * 0.75 + 1 * 1.75 + 1.3 * 2.75))
+    assert with_default["hv_ratio_all_rows_ref"].iloc[0] == pytest.approx(
+        planted.hypervolume_of([VLLM_DEFAULT], reference="all_rows") / (1 * 0.75 + 1 * 1.75 + 1.3 * 2.75))
+    assert with_default["hv_ratio"].iloc[0] == 0.0  # the default is beyond the front's nadir
+    assert with_default["hv_ratio"].iloc[-1] == pytest.approx(1.0) == with_default["hv_ratio_all_rows_ref"].iloc[-1]
     t = ReplayTable.load(synth_dir)
     trace = compare.run_search(t, "random", 1, compare.Settings(budget=100, batch_size=8, initial_design=3))
     assert len(trace) == 49 and trace["hv_ratio"].iloc[-1] == pytest.approx(1.0, abs=1e-12)
@@ -109,22 +120,45 @@ def test_summary_medians_iqr_and_censoring():
     assert scoring.quantiles([1.0, 2.0, 3.0, math.inf])[1] == 2.5
 
 
-def test_target_check_clauses(planted):
-    def row(strategy, ev, hv25, hv):
-        return {"table": "planted", "strategy": strategy, "budget": 50, "evals_to_95_median": ev,
-                "reached_95_share": 1.0 if np.isfinite(ev) else 0.0, "hv_ratio_at_25_median": hv25,
-                "hv_ratio_median": hv}
-    summary = pd.DataFrame([row("ehvi", 20, 0.97, 1.0), row("random", math.inf, 0.8, 0.9),
-                            row("nsga2", 30, 0.97, 1.0)])
-    checks = scoring.target_check(summary, {"planted": planted}, skipped={"optuna": "unavailable: no optuna"})
-    met = {c["clause"].split(" (")[0]: c["met"] for c in checks}
-    # the planted table is not the 432-point space: the first clause cannot be met on it
-    assert met["ours reaches 95% within 25 evaluations"] == "no"
-    assert "not the 432-point one" in checks[0]["numbers"]
-    assert checks[1]["met"] == "yes" and "more than 2.5" in checks[1]["numbers"]  # random censored at 50 > 2 x 20
-    assert checks[2]["met"] == "no" and "(tie)" in checks[2]["numbers"]
-    assert checks[3]["met"] == "not run" and "no optuna" in checks[3]["numbers"]
+def _summary_row(table, strategy, ev, hv12, hv25, hv=1.0, budget=50):
+    return {"table": table, "strategy": strategy, "budget": budget, "evals_to_95_median": ev,
+            "reached_95_share": 1.0 if np.isfinite(ev) else 0.0, "hv_ratio_at_12_median": hv12,
+            "hv_ratio_at_25_median": hv25, "hv_ratio_median": hv}
 
+
+def test_target_check_clauses(planted):
+    summary = pd.DataFrame([_summary_row("planted", "new", 18, 0.90, 0.99), _summary_row("planted", "ehvi", 22, 0.92, 0.99),
+                            _summary_row("planted", "random", math.inf, 0.50, 0.80, 0.9),
+                            _summary_row("planted", "nsga2", 30, 0.85, 0.99)])
+    checks = scoring.target_check(summary, {"planted": planted}, ours="new", skipped={"optuna": "unavailable: no optuna"})
+    by = {c["clause"]: c for c in checks}
+    assert [c["met"] for c in checks] == ["yes", "no", "no", "no"]
+    reach_ = by["new reaches 95% within 20 evaluations (median)"]
+    assert "median 18 evaluations" in reach_["numbers"] and "0.900 at 12, 0.990 at 25" in reach_["numbers"]
+    at12 = by["new ahead of every baseline at 12 evaluations (median HV ratio)"]["numbers"]
+    assert "behind ehvi (0.920) by 0.020" in at12 and "not run: optuna (unavailable: no optuna)" in at12
+    assert "a tie, not a lead" in by["new ahead of every baseline at 25 evaluations (median HV ratio)"]["numbers"]
+    exact = by["new no worse than ehvi (2-objective table)"]["numbers"]
+    assert "0.020 lower at 12" in exact and "more evaluations" not in exact  # 18 < 22 evaluations to 95%
+    # ours ahead everywhere; 95% not reached: short by more than budget - 20
+    summary = pd.DataFrame([_summary_row("planted", "new", math.inf, 0.95, 0.99, 0.94),
+                            _summary_row("planted", "ehvi", math.inf, 0.90, 0.98, 0.93)])
+    checks = scoring.target_check(summary, {"planted": planted}, ours="new")
+    assert [c["met"] for c in checks] == ["no", "yes", "yes", "yes"]
+    assert "short of the target by more than 30 evaluations" in checks[0]["numbers"]
+    assert "ahead of the best baseline (ehvi 0.900) by 0.050" in checks[1]["numbers"]
+    # the default not run: every clause says so
+    checks = scoring.target_check(summary, {"planted": planted}, ours="absent", skipped={"absent": "FAILED"})
+    assert {c["met"] for c in checks} == {"not run"} and all("FAILED" in c["numbers"] for c in checks)
+
+
+def test_target_check_on_three_objectives(tmp_path):
+    table = ReplayTable.load(write_three_objective_table(tmp_path / "three"))
+    summary = pd.DataFrame([_summary_row("three", "new", 10, 1.0, 1.0), _summary_row("three", "random", 30, 0.5, 0.9)])
+    checks = scoring.target_check(summary, {"three": table}, ours="new")
+    assert [c["met"] for c in checks] == ["yes", "yes", "yes", "n/a"]
+    assert "3-objective table" in checks[-1]["numbers"]
+    assert scoring.target_wording("new").startswith("median of at least 10 seeds, batch 4")
 
 
 def test_target_check_refuses_a_partial_table(tmp_path):
@@ -133,9 +167,8 @@ def test_target_check_refuses_a_partial_table(tmp_path):
     from vllm_mobo.replay.from_run import table_from_run
 
     t = table_from_run(RUN_TINY, tmp_path / "tiny")
-    summary = pd.DataFrame([{"table": t.name, "strategy": "ehvi", "budget": 50, "evals_to_95_median": 2.0,
-                             "reached_95_share": 1.0, "hv_ratio_at_25_median": 1.0, "hv_ratio_median": 1.0}])
-    first = scoring.target_check(summary, {t.name: t})[0]
+    summary = pd.DataFrame([_summary_row(t.name, "ehvi", 2.0, 1.0, 1.0)])
+    first = scoring.target_check(summary, {t.name: t}, ours="ehvi")[0]
     assert first["met"] == "no" and "PARTIAL table" in first["numbers"]
 
 
@@ -167,11 +200,22 @@ def test_cli_end_to_end(synth_dir, tmp_path):
     assert traces["noise"].all()
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 2 and summary["seeds"].eq(2).all()
-    assert "SYNTHETIC" in (out / "summary.md").read_text()
+    md = (out / "summary.md").read_text()
+    assert "SYNTHETIC" in md
+    # both yardsticks: the judging one (reference beyond the true front's nadir) and the old all-rows one
+    assert {"hv_ratio", "hv_ratio_all_rows_ref"} <= set(traces)
+    for col in ("hv_ratio_median", "hv_ratio_at_12_median", "hv_ratio_at_25_median", "evals_to_95_median",
+                "hv_ratio_all_rows_ref_median", "hv_ratio_all_rows_ref_at_25_median", "evals_to_95_all_rows_ref_median"):
+        assert summary[col].notna().all(), col
+    assert "HV ratio at 6 (old ref.)" in md and "evals to 95% (old ref.)" in md and "Target: median of at least 10" in md
+    settings = yaml.safe_load((out / "settings.json").read_text())
+    refs = settings["reference_points_log_min"]["synthetic-test"]
+    assert len(refs["front"]) == len(refs["all_rows"]) == 2
     if shutil.which("latexmk"):
         assert pdf.stat().st_size > 10000
         tex = (out / "latex" / "optimizer-benchmark.tex").read_text()
         assert "SYNTHETIC" in tex and "The target, checked" in tex
+        assert "old ref." in tex and "beyond the true front's nadir" in tex
     else:
         assert "PDF not built" in proc.stdout
 
@@ -202,3 +246,42 @@ def test_snakemake_target(synth_dir, tmp_path):
     assert settings["strategies_run"] == ["random"] and settings["budget"] == 6
     log = (work / "logs" / "optimizer_benchmark.log").read_text()
     assert "[2/2] random seed" in log and "Target check" in log
+
+
+def _gp_sampler_problem() -> str | None:
+    from vllm_mobo.search.optimizer.optuna_gp import require_gp_sampler
+
+    try:
+        require_gp_sampler()
+    except ImportError as err:
+        return str(err)
+    return None
+
+
+def test_optuna_gp_proposes_distinct_unevaluated_valid_configurations_deterministically():
+    if _gp_sampler_problem():
+        pytest.skip(_gp_sampler_problem())
+    from test_strategies import fixed_observations, observe, propose, setup
+
+    _, valid = setup()
+    crash = next(c for c in valid if c["tensor_parallel_size"] == 2 and not c["enable_chunked_prefill"]
+                 and c["max_num_batched_tokens"] == 4096)  # the planted failure of test_strategies.outcome
+    obs = [o for o in fixed_observations(8) if o.name != candidate_name(crash)] + [observe(candidate_name(crash), crash)]
+    assert not obs[-1].ok
+    first = propose("optuna-gp", obs, seed=3, batch_size=2)
+    again = propose("optuna-gp", obs, seed=3, batch_size=2)
+    names = [c["name"] for c in first["candidates"]]
+    assert names == [c["name"] for c in again["candidates"]]
+    assert len(set(names)) == 2 and not set(names) & {o.name for o in obs}
+    assert set(names) <= {candidate_name(c) for c in valid}
+    assert "failures as a constraint" in first["reason"]  # the failure was told as a violated constraint
+
+
+def test_optuna_gp_without_a_fitting_optuna_is_refused_and_skipped(monkeypatch):
+    import optuna
+
+    monkeypatch.setattr(optuna, "__version__", "4.0.0")
+    assert "needs Optuna >= 4.5" in _gp_sampler_problem()
+    assert compare.strategy_problem("optuna-gp").startswith("unavailable: optimizer.strategy 'optuna-gp' needs")
+    run, skipped = compare.split_strategies(["random", "optuna-gp"])
+    assert run == ["random"] and "needs Optuna >= 4.5" in skipped["optuna-gp"]

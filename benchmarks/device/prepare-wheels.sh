@@ -7,7 +7,8 @@
 #        and uses its greedy scheduler, which is all a one-benchmark-at-a-time pipeline needs).
 #   .wb  the package's own small requirements: pymoo and its needs (moocore, cffi, autograd, cma, alive-progress,
 #        deprecated), seaborn, tabulate, pygments, nvidia-ml-py, and jsonschema's chain (vLLM requires jsonschema
-#        but is installed without its dependencies).
+#        but is installed without its dependencies), and BoTorch's chain (gpytorch, linear_operator,
+#        multipledispatch, pyre-extensions, typing-inspect, mypy-extensions) for the default strategy qlognehvi.
 #   .wc  optional: scipy and its small siblings (threadpoolctl, joblib, cloudpickle, narwhals, dateutil, tzdata).
 #   .wd  optional: pandas, scikit-learn, matplotlib (contourpy, kiwisolver, fonttools, cycler, pyparsing).
 # .wa and .wb each stay <= 20 MiB: each travels beside a 40 MiB vLLM part and the checkout in a 64 MiB call.
@@ -36,7 +37,8 @@ ls .wa/connection_pool-0.0.3-py3-none-any.whl >/dev/null
 get .wb pymoo==0.6.2 moocore==0.3.2 cffi==2.1.1 pycparser==3.12 autograd==1.9.1 cma==4.5.0 alive-progress==3.3.0 \
   about-time==4.2.1 graphemeu==0.7.2 deprecated==1.3.1 seaborn==0.13.2 tabulate==0.10.0 pygments==2.21.0 \
   nvidia-ml-py==13.615.71 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 \
-  rpds-py==2026.9.1 attrs==26.1.0
+  rpds-py==2026.9.1 attrs==26.1.0 botorch==0.18.1 gpytorch==1.15.2 linear-operator==0.6.1 multipledispatch==1.0.0 \
+  pyre-extensions==0.0.32 typing-inspect==0.9.0 mypy-extensions==1.2.0
 get .wc scipy==1.17.1 threadpoolctl==3.8.0 joblib==1.6.0 cloudpickle==3.1.3 narwhals==2.29.0 \
   python-dateutil==4.0.0 tzdata==2026.6
 get .wd pandas==3.1.1 scikit-learn==1.9.1 matplotlib==3.11.2 contourpy==1.3.3 kiwisolver==1.5.1 fonttools==4.68.0 \

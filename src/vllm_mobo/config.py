@@ -131,6 +131,26 @@ def _check_capacity(config: dict, metrics: list[str]) -> list[str]:
     return problems
 
 
+def modelled_slo_metrics(config: dict) -> list[str]:
+    """The SLO bounds the optimiser may model as constraint outcomes: online mode with ``slo_as_constraint``, outside
+    capacity mode (where the SLOs hold at the capacity by construction)."""
+    bench = config["benchmark"]
+    online = bench.get("online") or {}
+    if bench["mode"] != "online" or not online.get("slo_as_constraint", True) or \
+            (online.get("capacity") or {}).get("enabled"):
+        return []
+    return [k for k in ("ttft_ms_p99", "tpot_ms_p99") if (online.get("slo") or {}).get(k) is not None]
+
+
+def _check_noise(config: dict) -> list[str]:
+    """``optimizer.noise`` as a mapping may name only modelled metrics (the file form is read at planning)."""
+    noise = config["optimizer"].get("noise")
+    allowed = [o["metric"] for o in config["objectives"]] + modelled_slo_metrics(config)
+    extra = sorted(set(noise) - set(allowed)) if isinstance(noise, dict) else []
+    return [f"optimizer.noise: {', '.join(extra)} not modelled; allowed metrics: {', '.join(allowed)} (the "
+            "objectives and the SLO bounds modelled as constraints)"] if extra else []
+
+
 def _check_consistency(config: dict) -> list[str]:
     """Checks JSON Schema cannot express: ranges, objective pairs, duplicate metrics."""
     problems = []
@@ -139,8 +159,10 @@ def _check_consistency(config: dict) -> list[str]:
         if wl[name]["min"] > wl[name]["max"]:
             problems.append(f"workload.{name}: min ({wl[name]['min']}) is larger than max ({wl[name]['max']})")
     metrics = [o["metric"] for o in config["objectives"]]
-    if len(set(metrics)) != len(metrics):
-        problems.append(f"objectives: the same metric twice ({', '.join(metrics)}); give two different metrics")
+    for m in sorted({m for m in metrics if metrics.count(m) > 1}):
+        where = ", ".join(f"objectives[{i}]" for i, x in enumerate(metrics) if x == m)
+        problems.append(f"objectives: the same metric twice: {m} ({where}); each metric may be an objective once "
+                        "(a repeated objective adds no trade-off)")
     for i, o in enumerate(config["objectives"]):
         expected = OBJECTIVES[o["metric"]].direction
         if o["direction"] != expected:
@@ -152,6 +174,7 @@ def _check_consistency(config: dict) -> list[str]:
         problems.append(f"objectives: {', '.join(sorted(online_only & set(metrics)))} exist only in "
                         "benchmark.mode: online")
     problems += _check_capacity(config, metrics)
+    problems += _check_noise(config)
     bench = config["benchmark"]
     if bench["mode"] == "offline" and bench["detokenize"] and "architecture" in wl["model"]:
         problems.append("benchmark.detokenize: true needs a model with a tokenizer; workload.model.architecture "

@@ -82,6 +82,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("requests_per_s", "requests/s", "requests/s", "maximize"),
     Metric("joules_per_output_token", "J per output token", "J/token", "minimize"),
     Metric("joules_per_token", "J per token", "J/token", "minimize"),
+    Metric("mean_power_w", "mean power (W)", "W", "minimize"),
     Metric("goodput", "goodput (requests/s within the SLOs)", "requests/s", "maximize", online_only=True),
     Metric("ttft_ms_p99", "p99 TTFT (ms)", "ms", "minimize", online_only=True),
     Metric("tpot_ms_p99", "p99 TPOT (ms)", "ms", "minimize", online_only=True),

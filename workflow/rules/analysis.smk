@@ -42,6 +42,8 @@ rule observations:
 FIGURES = {
     # name: (caption, category, label)
     "pareto_front": ("pareto_front.rst", "Pareto front", "Pareto front"),
+    "pareto_matrix": ("pareto_matrix.rst", "Pareto front", "Pareto front: scatter matrix"),
+    "parallel_coordinates": ("parallel_coordinates.rst", "Pareto front", "Pareto front: parallel coordinates"),
     "hypervolume": ("hypervolume.rst", "Search", "hypervolume per iteration"),
     "energy_sources": ("energy_sources.rst", "Energy", "energy per source (estimated where hatched)"),
     "knob_effects": ("knob_effects.rst", "Knobs", "knob effects"),
@@ -52,8 +54,34 @@ FIGURES = {
 # online mode only, and the TP x PP figure needs more than one tensor or pipeline parallel size in the search space.
 if config["benchmark"]["mode"] != "online":
     del FIGURES["latency"]
+# The front: two objectives in one scatter with the front as a step line; three or more as a pairwise scatter matrix
+# and a parallel-coordinates plot.
+for name in ["pareto_matrix", "parallel_coordinates"] if len(config["objectives"]) == 2 else ["pareto_front"]:
+    del FIGURES[name]
 if all(len(config["search_space"].get(k, [])) < 2 for k in ("tensor_parallel_size", "pipeline_parallel_size")):
     del FIGURES["tp_pp"]
+
+
+rule tradeoffs:
+    input:
+        observations=f"{RESULTS}/observations.csv",
+        pareto=f"{RESULTS}/pareto.csv",
+    output:
+        tradeoffs=report(
+            f"{RESULTS}/tradeoffs.csv",
+            caption="../report/tradeoffs.rst",
+            category="Pareto front",
+            labels={"run": config["run"], "table": "which objective pairs trade off"},
+        ),
+    params:
+        objectives=config["objectives"],
+    conda:
+        "../envs/vllm_mobo.yaml"
+    log:
+        f"{LOGS}/tradeoffs.log",
+    localrule: True
+    script:
+        "../scripts/tradeoffs.py"
 
 
 rule figures:

@@ -9,6 +9,7 @@ rule analysis_notebook:
         observations=f"{RESULTS}/observations.csv",
         pareto=f"{RESULTS}/pareto.csv",
         hypervolume=f"{RESULTS}/hypervolume.csv",
+        tradeoffs=f"{RESULTS}/tradeoffs.csv",
         metrics=all_metrics,
         proposals=all_proposals,
         figures=[f"{RESULTS}/figures/{name}.png" for name in FIGURES],
@@ -73,6 +74,7 @@ rule latex_source:
     input:
         observations=f"{RESULTS}/observations.csv",
         pareto=f"{RESULTS}/pareto.csv",
+        tradeoffs=f"{RESULTS}/tradeoffs.csv",
         skipped=f"{RESULTS}/skipped.csv",
         metrics=all_metrics,
         proposals=all_proposals,

@@ -25,6 +25,7 @@ context = latex_context(
     model_dir=params.model_dir,
     figures=figures,
     skipped=pd.read_csv(inp.skipped),
+    tradeoffs=pd.read_csv(inp.tradeoffs),
     profile=latex_section(inp.profile_status, inp.profile_breakdown, inp.profile_explanation, inp.profile_figure),
     thermal=Path(inp.thermal).read_text().splitlines(),
     confirm=(read_confirmation(inp, snakemake.config["objectives"], snakemake.config["confirm"]["repeats"])

@@ -8,6 +8,7 @@ import pandas as pd
 
 from vllm_mobo.records import load_records
 from vllm_mobo.report.analysis import enrich_observations
+from vllm_mobo.report.front_plots import parallel_coordinates_figure, pareto_matrix_figure
 from vllm_mobo.report.plots import (
     energy_sources_figure,
     hypervolume_figure,
@@ -22,7 +23,13 @@ title = f"run {snakemake.params.run}"
 # TP and PP come from the engine args vLLM resolved when the search space does not set them.
 obs = enrich_observations(pd.read_csv(snakemake.input.observations), load_records(snakemake.input.metrics),
                           ["tensor_parallel_size", "pipeline_parallel_size"])
-pareto_figure(obs, objectives, out.pareto_front, out.pareto_front_pdf, title=title)
+# The front: workflow/rules/analysis.smk names pareto_front for two objectives, the scatter matrix and parallel
+# coordinates for three or more.
+if hasattr(out, "pareto_front"):
+    pareto_figure(obs, objectives, out.pareto_front, out.pareto_front_pdf, title=title)
+if hasattr(out, "pareto_matrix"):
+    pareto_matrix_figure(obs, objectives, out.pareto_matrix, out.pareto_matrix_pdf, title=title)
+    parallel_coordinates_figure(obs, objectives, out.parallel_coordinates, out.parallel_coordinates_pdf, title=title)
 hypervolume_figure(pd.read_csv(snakemake.input.hypervolume), out.hypervolume, title=title,
                    path_pdf=out.hypervolume_pdf)
 energy_sources_figure(obs, out.energy_sources, out.energy_sources_pdf, title=title)

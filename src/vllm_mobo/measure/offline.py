@@ -150,6 +150,7 @@ def measure(llm, spec: dict, engine_init_s: float) -> dict:
             "energy_j": energy["total_j"],
             "joules_per_output_token": energy["total_j"] / output_tokens,
             "joules_per_token": energy["total_j"] / (prompt_tokens + output_tokens),
+            "mean_power_w": energy["total_j"] / elapsed,
         },
         "energy": energy,
         "timing": {"engine_init_s": engine_init_s, "warmup_s": t_warm - t_ready, "measured_s": elapsed,

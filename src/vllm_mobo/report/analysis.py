@@ -18,7 +18,7 @@ from ..io import read_json
 from ..records import Record, load_records, metric_label, record_index
 from .energy import energy_qualifier, estimated_sources, measured_sources
 from .knobs import FEW_OBSERVATIONS, knob_columns
-from .tables import feasible_rows
+from .tables import feasible_rows, in_words
 
 #: Online-mode latency columns: ``ttft_ms_p50``, ``tpot_ms_p99``, ``e2el_ms_p99``, ``itl_ms_p95`` ...
 LATENCY_COLUMN = re.compile(r"^(?P<metric>[a-z][a-z0-9]*)_ms_p(?P<percentile>\d+(?:\.\d+)?)$")
@@ -194,7 +194,8 @@ def read_run(results_dir: str | Path) -> dict:
 
 def summary_text(obs: pd.DataFrame, summary: dict, objectives: list[dict], run: str) -> list[str]:
     """The opening paragraph: what was searched, how many runs, why the search stopped."""
-    goals = " against ".join(f"{metric_label(o['metric'])} ({o['direction']})" for o in objectives)
+    named = [f"{metric_label(o['metric'])} ({o['direction']})" for o in objectives]
+    goals = " against ".join(named) if len(named) == 2 else in_words(named)
     out = [f"Run {run} benchmarked {summary['evaluations']} vLLM engine configuration(s) with the real engine "
            f"({summary['ok']} successful, {summary['failed']} failed) over {summary['iterations']} iteration(s) of "
            f"{summary['strategy'] or 'the'} search for the Pareto front of {goals}."]

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..records import VLLM_DEFAULT, metric_label
 from .energy import energy_qualifier
-from .tables import highlighted_configs
+from .tables import highlighted_configs, in_words
 
 
 def default_row(obs: pd.DataFrame) -> pd.Series | None:
@@ -91,8 +91,8 @@ def default_text(obs: pd.DataFrame, pareto: pd.DataFrame, objectives: list[dict]
         if name == d["candidate"]:
             out.append(f"The {', '.join(role_label(x) for x in rs)} configuration is vLLM's default itself.")
             continue
-        diffs = " and ".join(_better_worse(r[f"vs default % {o['metric']}"], o["metric"], o["direction"])
-                             for o in objectives)
+        diffs = in_words([_better_worse(r[f"vs default % {o['metric']}"], o["metric"], o["direction"])
+                          for o in objectives])
         out.append(f"The configuration {name} ({', '.join(role_label(x) for x in rs)}) has {diffs} than vLLM's "
                    "default.")
     elsewhere = [n for n in seen if n != d["candidate"] and machine_of(obs[obs["candidate"] == n].iloc[0]) != machine_of(d)]

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..records import metric_label
 from .energy import energy_qualifier
-from .tables import feasible_rows
+from .tables import feasible_rows, in_words
 
 #: Few successful evaluations: marginal means of a knob then mix the effects of the other knobs.
 FEW_OBSERVATIONS = 8
@@ -107,7 +107,7 @@ def knob_text(obs: pd.DataFrame, space_keys, objectives: list[dict]) -> list[str
         for o in objectives:
             spread, best = r["spread % " + o["metric"]], r["best value for " + o["metric"]]
             effs.append(f"{spread:.1f}% of the mean {metric_label(o['metric'])} (best: {best})")
-        parts.append(f"{r['knob']} moves " + " and ".join(effs))
+        parts.append(f"{r['knob']} moves " + in_words(effs))
     out.append("Ranked by how far the means of their values lie apart, the knobs that matter most are: "
                + "; ".join(parts) + ".")
     flat = imp[imp["max spread %"].isna()]["knob"].tolist()

@@ -22,6 +22,8 @@ from .baseline import default_comparison, default_text, role_label, roles
 from .energy import energy_by_source, energy_qualifier, energy_text, estimated_sources
 from .export import serve_model
 from .knobs import knob_importance, knob_text
+from .tables import knee_rule
+from .tradeoffs import tradeoff_table, tradeoff_text
 
 
 class Raw(str):
@@ -126,18 +128,32 @@ def pareto_rows(pareto: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
                       | {"energy_provenance": "energy provenance"})
 
 
+def tradeoff_display(tradeoffs: pd.DataFrame) -> pd.DataFrame:
+    """``tradeoffs.csv`` as the PDF shows it: the pair, rho over the front and the feasible observations, the verdict
+    and how many pairs of front configurations conflict on the two objectives."""
+    rows = [[f"{metric_label(r['objective_a'])} / {metric_label(r['objective_b'])}",
+             f"{fmt(r['rho_front'], 2)} (n={int(r['n_front'])})", f"{fmt(r['rho_feasible'], 2)} (n={int(r['n_feasible'])})",
+             r["verdict"] + ("" if r["basis"] == "none" else f" ({r['basis']})"),
+             f"{int(r['front_pairs_conflicting'])} of {int(r['front_pairs'])}"] for _, r in tradeoffs.iterrows()]
+    return pd.DataFrame(rows, columns=["objectives", "rho on the front", "rho over feasible", "verdict",
+                                       "front pairs in conflict"])
+
+
 def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record], proposals: list[dict],
                   config: dict, model_dir: str, figures: dict[str, tuple[str, str]],
                   skipped: pd.DataFrame | None = None, profile: dict | None = None,
-                  confirm: dict | None = None, thermal: list[str] | None = None) -> dict:
+                  confirm: dict | None = None, thermal: list[str] | None = None,
+                  tradeoffs: pd.DataFrame | None = None) -> dict:
     """Everything the template shows. ``figures``: name -> (PDF path, caption text). ``profile``: the profiling
     section (:func:`vllm_mobo.profiling.explain.latex_section`), None to leave it out. ``confirm``: the
     confirmation stage (:func:`vllm_mobo.confirm.summary.read_confirmation`), None when it did not run.
-    ``thermal``: the lines of ``thermal_warnings.txt``."""
+    ``thermal``: the lines of ``thermal_warnings.txt``. ``tradeoffs``: ``tradeoffs.csv``
+    (:func:`vllm_mobo.report.tradeoffs.tradeoff_table`), computed from ``obs`` and ``pareto`` when None."""
     objectives, space = config["objectives"], config["search_space"]
     keys = list(space)
     obs = enrich_observations(obs, records, ["tensor_parallel_size", "pipeline_parallel_size"])
     summary = search_summary(obs, proposals)
+    tradeoffs = tradeoff_table(obs, pareto, objectives) if tradeoffs is None else tradeoffs
     found = roles(pareto, objectives)
     knee = found.get("knee")
     ctx = {
@@ -166,6 +182,9 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record]
         "pareto": table(pareto_rows(pareto, objectives)),
         "roles": {role_label(r): n for r, n in found.items()},
         "knee": None,
+        "knee_rule": knee_rule(len(objectives)),
+        "tradeoff_text": tradeoff_text(tradeoffs),
+        "tradeoffs": table(tradeoff_display(tradeoffs)),
         "alternatives": [{"candidate": n, "role": role_label(r)} for r, n in found.items() if n != knee],
         "commands": [],
         "profile": profile,
@@ -184,9 +203,16 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record]
     if not imp.empty:
         cols = ["knob", "values evaluated"] + [f"spread % {o['metric']}" for o in objectives] \
             + [f"best value for {o['metric']}" for o in objectives]
-        ctx["knobs"] = table(imp[cols].rename(columns=_short_header).map(fmt))
+        if len(objectives) == 2:
+            header = _short_header
+        else:  # headers wrap in narrow columns, so they name each objective (two of them may share a unit)
+            header = {f"{what} {o['metric']}": f"{short} {metric_label(o['metric'])}" for o in objectives
+                      for what, short in (("spread %", "spread %"), ("best value for", "best for"))}
+        ctx["knobs"] = table(imp[cols].rename(columns=header).map(fmt))
     else:
         ctx["knobs"] = None
+    ctx["knobs_spec"] = None if len(objectives) == 2 else \
+        "lr" + r">{\raggedright\arraybackslash}p{1.3cm}" * (2 * len(objectives))
     e = energy_by_source(obs)
     if not e.empty:
         share = e.groupby("source").agg(joules=("joules", "sum"),

@@ -49,7 +49,10 @@ def _axis_label(metric: str, obs: pd.DataFrame) -> str:
 def pareto_figure(obs: pd.DataFrame, objectives: list[dict], path_png: str, path_pdf: str | None = None,
                   title: str = "") -> None:
     """Every successful configuration coloured by iteration, the front as a step line, vLLM's default and the
-    best configurations labelled."""
+    best configurations labelled; two objectives (:mod:`.front_plots` draws three or more)."""
+    if len(objectives) != 2:
+        raise ValueError(f"pareto_figure draws two objectives, not {len(objectives)}: use "
+                         "vllm_mobo.report.front_plots for three or more")
     x, y = objectives[0]["metric"], objectives[1]["metric"]
     ok = obs[obs["status"] == "ok"].copy()
     sns.set_theme(style="whitegrid")

@@ -1,4 +1,5 @@
-"""From per-candidate ``metrics.json`` files to tables: observations, the Pareto set, hypervolume per iteration."""
+"""From per-candidate ``metrics.json`` files to tables: observations, the Pareto set, hypervolume per iteration, and
+the highlighted configurations of a front (best per objective, knee) for 2 to 4 objectives."""
 
 from __future__ import annotations
 
@@ -60,20 +61,47 @@ def hypervolume_by_iteration(obs: pd.DataFrame, objectives: list[dict]) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def in_words(parts: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``: a list as a sentence names it."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1] if parts else ""
+
+
+def knee_rule(k: int) -> str:
+    """How :func:`knee_index` picks the knee of a front of ``k`` objectives, in words for the reports."""
+    if k == 2:
+        return ("the point of the front farthest from the line between the best configuration of each objective "
+                "(log objectives scaled to [0, 1] over the front), so the one that gives up least of either objective")
+    return ("the point of the front nearest the ideal point (the best value of every objective) once each log "
+            "objective is scaled to [0, 1] over the front (compromise programming, Euclidean distance), so the one "
+            "that gives up least over all objectives together")
+
+
+def knee_index(Y: np.ndarray) -> int:
+    """Row of the knee of a front ``Y`` (n, k), minimised log objectives: :func:`knee_rule`.
+
+    k = 2: farthest from the line through the two extremes (Das 1999's normal-boundary distance). k >= 3: nearest
+    the ideal point of the min-max normalised front (compromise programming, Zeleny 1973), ties to the first row.
+    Hand-written: pymoo 0.6's ``CompromiseProgramming`` returns no point, and its ``HighTradeoffPoints`` returns a
+    possibly empty set of outliers that needs neighbourhoods a front of a few points does not have."""
+    lo, hi = Y.min(axis=0), Y.max(axis=0)
+    Z = (Y - lo) / np.where(hi > lo, hi - lo, 1.0)
+    if Y.shape[1] != 2:
+        return int(np.argmin(np.linalg.norm(Z, axis=1)))
+    a, b = Z[np.argmin(Z[:, 0])], Z[np.argmin(Z[:, 1])]
+    d = b - a
+    norm_d = np.linalg.norm(d)
+    dist = np.abs(d[0] * (Z[:, 1] - a[1]) - d[1] * (Z[:, 0] - a[0])) / norm_d if norm_d > 0 else np.zeros(len(Z))
+    return int(np.argmax(dist))
+
+
 def highlighted_configs(pareto: pd.DataFrame, objectives: list[dict]) -> dict[str, str]:
-    """Names of the best configuration for each objective and of the knee of the front (the front point farthest
-    from the line between the two extremes, in normalised log-objective space)."""
+    """Names of the best configuration for each objective (``best <metric>``) and of the ``knee`` of the front
+    (:func:`knee_index`), for any number of objectives."""
     if pareto.empty:
         return {}
     Y = log_objectives_min(pareto[[o["metric"] for o in objectives]].to_numpy(), [o["direction"] for o in objectives])
     out = {}
     for j, o in enumerate(objectives):
         out[f"best {o['metric']}"] = pareto["candidate"].iloc[int(np.argmin(Y[:, j]))]
-    lo, hi = Y.min(axis=0), Y.max(axis=0)
-    Z = (Y - lo) / np.where(hi > lo, hi - lo, 1.0)
-    a, b = Z[np.argmin(Z[:, 0])], Z[np.argmin(Z[:, 1])]
-    d = b - a
-    norm_d = np.linalg.norm(d)
-    dist = np.abs(d[0] * (Z[:, 1] - a[1]) - d[1] * (Z[:, 0] - a[0])) / norm_d if norm_d > 0 else np.zeros(len(Z))
-    out["knee"] = pareto["candidate"].iloc[int(np.argmax(dist))]
+    out["knee"] = pareto["candidate"].iloc[knee_index(Y)]
     return out

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import hardware
+from ..config import modelled_slo_metrics
 from ..records import Record, candidate_name
+from .optimizer.noise import log_noise_variances
 from .optimizer.observations import to_observations
 from .optimizer.propose import propose_batch
 from .space import Platform, SearchSpace
@@ -31,6 +33,17 @@ def valid_and_skipped(config: dict, platform: Platform) -> tuple[SearchSpace, li
     return space, valid, table
 
 
+def noise_option(config: dict) -> dict | None:
+    """``optimizer.noise`` as :func:`propose_batch` takes it (variances on the log scale, :mod:`.optimizer.noise`):
+    per objective in order (None: inferred) and per modelled SLO; None when no noise is given."""
+    setting = config["optimizer"].get("noise")
+    if setting is None:
+        return None
+    objectives, slos = [o["metric"] for o in config["objectives"]], modelled_slo_metrics(config)
+    var = log_noise_variances(setting, objectives + slos)
+    return {"objectives": [var.get(m) for m in objectives], "constraints": {m: var[m] for m in slos if m in var}}
+
+
 def plan_iteration(config: dict, iteration: int, records: list[Record | dict], history: list[dict],
                    platform: Platform, allowed: set[str] | None = None) -> dict:
     """The proposal for ``iteration``: ``records`` are the metrics of every earlier candidate, ``history`` the
@@ -40,7 +53,8 @@ def plan_iteration(config: dict, iteration: int, records: list[Record | dict], h
 
     The stop rule (``stop_relative_ehvi`` > 0): stop once the best EHVI x P(feasible) over the current hypervolume
     (``relative_ehvi``; for ``ehvi-energy`` taken before the division by the expected cost) stayed below the
-    threshold for ``stop_patience`` consecutive iterations. Only ``ehvi`` and ``ehvi-energy`` report it; the other
+    threshold for ``stop_patience`` consecutive iterations. Only ``qlognehvi``, ``ehvi`` and ``ehvi-energy`` report
+    it (``qlognehvi``: an MC estimate of the noisy EHVI x P(feasible)); the other
     strategies (``parego``, ``random``, ``sobol``, ``nsga2``, ``optuna``) have no EHVI and run to the budget."""
     opt = config["optimizer"]
     space, valid, _ = valid_and_skipped(config, platform)
@@ -52,6 +66,7 @@ def plan_iteration(config: dict, iteration: int, records: list[Record | dict], h
         iteration=iteration, initial_design=opt["initial_design"], include_vllm_default=opt["include_vllm_default"],
         batch_size=opt["batch_size"], budget=opt["budget"], seed=opt["seed"], strategy=opt["strategy"],
         parego_rho=opt.get("parego_rho", 0.05), cost_cooling=opt.get("cost_cooling", True),
+        noise=noise_option(config),
     )
     proposal["platform"] = {"device": platform.device, "num_devices": platform.num_devices,
                             "max_model_len": platform.max_model_len}

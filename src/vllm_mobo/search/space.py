@@ -123,6 +123,16 @@ class SearchSpace:
                 cols.append((key, "onehot", [repr(v) for v in vals]))
         return cols
 
+    def categorical_columns(self) -> list[int]:
+        """Indices of the encoded columns of unordered knobs: booleans and every one-hot column."""
+        out, i = [], 0
+        for _, kind, payload in self._columns():
+            width = len(payload) if kind == "onehot" else 1
+            if kind in ("bool", "onehot"):
+                out.extend(range(i, i + width))
+            i += width
+        return out
+
     def encode(self, configs: list[dict]) -> np.ndarray:
         """Numeric encoding in [0, 1]: ordered numbers on a log2 (or linear) scale, booleans 0/1, others one-hot.
 

@@ -28,6 +28,9 @@ def ehvi_batch(state: SearchState, n: int, divisor: np.ndarray | None = None, la
                extra: dict[str, np.ndarray] | None = None) -> tuple[list[dict], dict]:
     """Pick ``n`` configurations by EHVI x P(feasible) [/ divisor]. ``best_ehvi`` and ``relative_ehvi`` (the stop
     rule's measure) are taken before the division: the largest EHVI x P(feasible) of the first pick's round."""
+    if len(state.directions) != 2:
+        raise ValueError(f"exact 2-D EHVI (optimizer.strategy ehvi, ehvi-energy) needs 2 objectives, not "
+                         f"{len(state.directions)}; qlognehvi handles 2 to 4")
     ok_obs = state.ok_observations
     X_ok = encode_observed(state.space, ok_obs)
     Y_ok = log_objectives_min(np.array([o.objectives for o in ok_obs]), state.directions)

@@ -5,7 +5,7 @@ configurations, and snapping configurations onto the enumerated space)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,10 +24,22 @@ class Observation:
     #: Estimated energy of the evaluation itself in joules (window mean power x wall time,
     #: :attr:`vllm_mobo.records.Record.evaluation_energy_j`); None or NaN when unknown (e.g. a failure).
     cost_j: float | None = None
+    #: SLO outcomes a strategy may model as constraints (metric -> measured value, e.g. ``ttft_ms_p99`` in ms) and
+    #: their upper bounds; only for online runs whose SLOs are constraints, outside capacity mode. Empty otherwise.
+    constraints: dict[str, float] = field(default_factory=dict)
+    bounds: dict[str, float] = field(default_factory=dict)
+    #: Raw objective values of a run that measured them but missed its SLOs (``ok`` False: the strategies that
+    #: treat SLO misses as failures never see them); None otherwise.
+    slo_missed_objectives: tuple[float, ...] | None = None
 
     @property
     def known_cost(self) -> bool:
         return self.cost_j is not None and math.isfinite(self.cost_j) and self.cost_j > 0
+
+    @property
+    def measured_objectives(self) -> tuple[float, ...] | None:
+        """The objective values where the run measured them: feasible runs, and SLO misses with SLO outcomes."""
+        return self.objectives if self.ok else self.slo_missed_objectives
 
 
 def log_objectives_min(values: np.ndarray, directions: list[str]) -> np.ndarray:
@@ -83,19 +95,44 @@ def nearest_free(target: np.ndarray, X_free: np.ndarray, taken: list[int] | set[
     return int(np.argmin(d))
 
 
+def slo_outcomes(r: Record) -> tuple[dict[str, float], dict[str, float]]:
+    """(measured p99 latencies, their SLO bounds) of an online run whose SLOs are constraints, for the bounds set.
+
+    Empty in capacity mode (``capacity_requests_per_s`` in the metrics): the headline rate is the capacity, where
+    the SLOs hold by construction, so there is nothing to learn from them. Empty too when a bound's value was not
+    measured (NaN), and for an SLO miss the latencies do not explain (failed requests): a failure then."""
+    slo = r.metrics.get("slo") or {}
+    if not (r.ok and r.metrics.get("slo_as_constraint") and slo) or "capacity_requests_per_s" in r.metrics:
+        return {}, {}
+    bounds = {k: float(slo[k]) for k in ("ttft_ms_p99", "tpot_ms_p99") if slo.get(k) is not None}
+    values = {k: r.metric(k) for k in bounds}
+    if not bounds or any(not np.isfinite(v) or v <= 0 for v in values.values()):
+        return {}, {}
+    if r.metrics.get("slo_met") is False and all(values[k] <= bounds[k] for k in bounds):
+        return {}, {}
+    return values, bounds
+
+
 def to_observations(records: list[Record | dict], objectives: list[dict]) -> list[Observation]:
     """Metrics records -> optimiser observations (raw objective values in the order of ``objectives``).
 
     A failed run, and an online run that missed its SLOs while they are constraints (``slo_met: false``), are
     infeasible: ``ok=False`` without objective values, learnt by the feasibility model and never re-proposed.
+    Online runs with SLOs as constraints also carry their p99 latencies and bounds (:func:`slo_outcomes`), and an
+    SLO miss its measured objective values, for strategies that model the SLOs (``qlognehvi``).
     ``cost_j`` is :attr:`vllm_mobo.records.Record.evaluation_energy_j` (None when unknown), the cost ``ehvi-energy`` models."""
     out = []
     for r in map(as_record, records):
         ok = r.feasible
-        values = tuple(r.metric(o["metric"]) for o in objectives) if ok else None
-        if ok and any(not np.isfinite(v) or v <= 0 for v in values):
-            ok, values = False, None  # e.g. zero energy measured: not a usable point
+        measured = tuple(r.metric(o["metric"]) for o in objectives) if r.ok else None
+        if measured is not None and any(not np.isfinite(v) or v <= 0 for v in measured):
+            measured = None  # e.g. zero energy measured: not a usable point
+        values = measured if ok else None
+        ok = ok and values is not None
+        constraints, bounds = slo_outcomes(r) if measured is not None else ({}, {})
         cost = r.evaluation_energy_j
         out.append(Observation(r.candidate, r.config, ok, values, r.resolved_engine_args or None,
-                               cost_j=cost if np.isfinite(cost) and cost > 0 else None))
+                               cost_j=cost if np.isfinite(cost) and cost > 0 else None,
+                               constraints=constraints, bounds=bounds,
+                               slo_missed_objectives=measured if not ok and constraints else None))
     return out

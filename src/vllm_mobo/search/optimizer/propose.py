@@ -2,9 +2,9 @@
 
 Iteration 0 is the same for every strategy: vLLM's default configuration (the baseline) plus a maximin
 space-filling design over the valid configurations. Later iterations are the chosen strategy's
-(:mod:`.strategies`); the default ``ehvi`` fits one GP per objective on log objectives (minimisation form) and picks
-the batch greedily by exact EHVI x P(feasible), scored on every unevaluated valid configuration, conditioning on
-each pick by the Kriging believer. Every strategy picks only unevaluated valid configurations, distinct within a
+(:mod:`.strategies`); the default ``qlognehvi`` fits one BoTorch GP per objective on log objectives (and per modelled
+SLO) and picks the batch by BoTorch's sequential greedy qLogNEHVI x P(feasible), scored on every unevaluated valid
+configuration. Every strategy picks only unevaluated valid configurations, distinct within a
 batch, at most ``batch_size`` and never past the budget. The same seed and the same observations give the same
 candidates.
 """
@@ -38,16 +38,20 @@ def propose_batch(
     batch_size: int,
     budget: int,
     seed: int,
-    strategy: str = "ehvi",
+    strategy: str = "qlognehvi",
     parego_rho: float = 0.05,
     cost_cooling: bool = True,
+    noise: dict | None = None,
 ) -> dict:
     """Return ``{"candidates": [{"name", "config", "score", "why", ...}], "stop": bool, "reason": str,
     "best_ehvi": float|None, "relative_ehvi": float|None, "hypervolume": float|None, ...}``.
 
     ``strategy`` is one of :data:`.strategies.STRATEGIES`; ``parego_rho`` and ``cost_cooling`` are the settings of
-    ``parego`` and ``ehvi-energy``. An unknown strategy, or ``optuna`` without Optuna installed, raises at once."""
-    run = get_strategy(strategy)
+    ``parego`` and ``ehvi-energy``; ``noise`` that of ``qlognehvi``: known variances of one measurement on the log
+    scale, ``{"objectives": [var or None per objective], "constraints": {slo metric: var}}`` (:mod:`.noise`), None to
+    infer them. An unknown strategy, ``optuna`` without Optuna installed, or a 2-objective strategy given another
+    number of objectives raises at once."""
+    run = get_strategy(strategy, len(directions))
     rng = np.random.default_rng([seed, iteration])
     evaluated = {o.name for o in observations}
     remaining = [c for c in valid if candidate_name(c) not in evaluated]
@@ -77,7 +81,7 @@ def propose_batch(
     state = SearchState(space=space, remaining=remaining, observations=observations, directions=directions,
                         iteration=iteration, seed=seed, budget=budget, rng=rng,
                         n_initial=initial_size(len(valid), initial_design, include_vllm_default, budget),
-                        options={"parego_rho": parego_rho, "cost_cooling": cost_cooling})
+                        options={"parego_rho": parego_rho, "cost_cooling": cost_cooling, "noise": noise})
     picks, info = run(state, n)
     names = [p["name"] for p in picks]
     if len(picks) != n or len(set(names)) != n or set(names) & evaluated:  # every strategy's contract
