@@ -69,6 +69,17 @@ def run_snakemake(workdir: Path, *args: str, profile: str | Path | None = "defau
     return proc
 
 
+def built_pdf_text(tex_source: str, tmp_path: Path) -> str:
+    """Build a LaTeX source with latexmk in ``tmp_path`` (``t.tex`` -> ``t.pdf``) and return the PDF's text as
+    pdftotext reads it, whitespace collapsed to single spaces."""
+    tex = tmp_path / "t.tex"
+    tex.write_text(tex_source)
+    subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={tmp_path}", str(tex)],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    return " ".join(subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True, text=True,
+                                   check=True).stdout.split())
+
+
 def pytest_collection_modifyitems(config, items):
     """Engine and SLURM tests take minutes: they are also ``slow`` (``pytest -m "not slow"`` skips them)."""
     for item in items:

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import run_snakemake
+from conftest import built_pdf_text, run_snakemake
 from vllm_mobo.config import load_schema, validate_config
 from vllm_mobo.records import record_index
 from vllm_mobo.report import analysis, baseline, energy, knobs
@@ -205,13 +205,9 @@ def test_latex_escaping_survives_a_real_build(tmp_path):
     records = [dataclasses.replace(r, candidate=weird) if r.candidate == "seqs64-prefix1-mbt1024" else r
                for r in run["records"]]
     ctx = latex_context(obs, pareto, records, run["proposals"], cfg, "results/tiny/model", figures={})
-    tex = tmp_path / "t.tex"
-    tex.write_text(render_latex(resource("report.tex"), ctx))
-    assert r"odd\_name\&50\%\#1\$" in tex.read_text()
-    subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={tmp_path}", str(tex)],
-                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
-    text = subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True, text=True).stdout
-    assert weird in text
+    source = render_latex(resource("report.tex"), ctx)
+    assert r"odd\_name\&50\%\#1\$" in source
+    assert weird in built_pdf_text(source, tmp_path)
 
 
 @needs_latex
@@ -227,12 +223,7 @@ def test_pdf_builds_for_small_and_failed_runs(tmp_path, case):
         obs = obs[obs["candidate"] != "vllm-default"].reset_index(drop=True)
     pareto = pareto_table(obs, cfg["objectives"])
     ctx = latex_context(obs, pareto, run["records"], run["proposals"], cfg, "results/tiny/model", figures={})
-    tex = tmp_path / "t.tex"
-    tex.write_text(render_latex(resource("report.tex"), ctx))
-    subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={tmp_path}", str(tex)],
-                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
-    text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True,
-                                   text=True).stdout.split())
+    text = built_pdf_text(render_latex(resource("report.tex"), ctx), tmp_path)
     expected = {"all failed": "no configuration ran successfully, so there is nothing to recommend",
                 "one observation": "Deploy seqs32-prefix1-mbt1024",
                 "no default": "was not benchmarked in this run"}[case]

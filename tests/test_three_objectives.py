@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import load_test_config, run_snakemake, write_config
+from conftest import built_pdf_text, load_test_config, run_snakemake, write_config
 from vllm_mobo.config import ConfigError, load_schema, validate_config
 from vllm_mobo.confirm.figure import confirmed_front_figure
 from vllm_mobo.report import analysis, baseline
@@ -297,11 +297,6 @@ def test_pdf_of_four_objectives_builds(tmp_path):
     pareto = pareto_table(run["observations"], objectives)
     ctx = latex_context(run["observations"], pareto, run["records"], run["proposals"], cfg, "results/tiny/model",
                         figures={})
-    tex = tmp_path / "t.tex"
-    tex.write_text(render_latex(resource("report.tex"), ctx))
-    subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"-outdir={tmp_path}", str(tex)],
-                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
-    text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "t.pdf"), "-"], capture_output=True,
-                                   text=True).stdout.split())
+    text = built_pdf_text(render_latex(resource("report.tex"), ctx), tmp_path)
     assert "J per output token (minimize), total tokens/s (maximize) and requests/s (maximize)" in text
     assert "Which objectives trade off" in text and "beats on all 4 objectives at once" in text

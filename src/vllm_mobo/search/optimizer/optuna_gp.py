@@ -26,10 +26,9 @@ import warnings
 
 import numpy as np
 
-from ...records import candidate_name
-from .observations import log_objectives_min, merged_config, nearest_free, snap_to_space
-from .optuna_tpe import require_optuna
-from .state import SearchState, candidate
+from .observations import log_objectives_min, merged_config, snap_to_space
+from .optuna_tpe import ask_batch, require_optuna
+from .state import SearchState
 
 #: Optuna version from which GPSampler takes several objectives and constraints (LogCEHVI).
 MIN_VERSION = (4, 5)
@@ -96,19 +95,6 @@ def propose(state: SearchState, n: int) -> tuple[list[dict], dict]:
                                             warn_independent_sampling=False)
         study = optuna.create_study(directions=["minimize"] * len(state.directions), sampler=sampler)
         study.add_trials(trials)
-        names = {candidate_name(c): i for i, c in enumerate(state.remaining)}
-        chosen: list[int] = []
-        picks = []
-        for _ in range(n):
-            trial = study.ask(dists)  # left running: pending for the next pick's qLogEHVI
-            suggestion = {k: trial.params[k] for k in space.keys}
-            exact = names.get(candidate_name(suggestion))
-            if exact is not None and exact not in chosen:
-                i, why = exact, "Optuna GPSampler suggestion"
-            else:
-                i = nearest_free(space.encode([suggestion])[0], state.X_remaining, chosen)
-                why = "Optuna GPSampler suggestion, repaired to the nearest unevaluated valid configuration"
-            chosen.append(i)
-            picks.append(candidate(state.remaining[i], why))
+        picks = ask_batch(study, dists, state, n, "Optuna GPSampler")  # running trials: pending for qLogEHVI
     how = "LogCEHVI, failures as a constraint" if constrained else "LogEHVI"
     return picks, {"reason": f"Optuna's GPSampler ({how})"}

@@ -54,18 +54,26 @@ def propose(state: SearchState, n: int) -> tuple[list[dict], dict]:
             study.add_trial(create_trial(params=config, distributions=dists, values=[float(v) for v in values]))
         else:
             study.add_trial(create_trial(params=config, distributions=dists, state=TrialState.FAIL))
+    # each trial is left running: the constant liar accounts for it in the next ask
+    return ask_batch(study, dists, state, n, "Optuna TPE"), {"reason": "Optuna's default multi-objective sampler (TPE)"}
+
+
+def ask_batch(study, dists: dict, state: SearchState, n: int, label: str) -> list[dict]:
+    """``n`` picks by ``study.ask(dists)``, one trial per pick left running so that the sampler conditions the next
+    ask on it; a suggestion that is invalid, evaluated or already picked is repaired to the nearest unevaluated
+    valid configuration (:func:`.observations.nearest_free`). ``label`` names the sampler in each pick's ``why``."""
     names = {candidate_name(c): i for i, c in enumerate(state.remaining)}
     chosen: list[int] = []
     picks = []
     for _ in range(n):
-        trial = study.ask(dists)  # left running: the constant liar accounts for it in the next ask
-        suggestion = {k: trial.params[k] for k in space.keys}
+        trial = study.ask(dists)
+        suggestion = {k: trial.params[k] for k in state.space.keys}
         exact = names.get(candidate_name(suggestion))
         if exact is not None and exact not in chosen:
-            i, why = exact, "Optuna TPE suggestion"
+            i, why = exact, f"{label} suggestion"
         else:
-            i = nearest_free(space.encode([suggestion])[0], state.X_remaining, chosen)
-            why = "Optuna TPE suggestion, repaired to the nearest unevaluated valid configuration"
+            i = nearest_free(state.space.encode([suggestion])[0], state.X_remaining, chosen)
+            why = f"{label} suggestion, repaired to the nearest unevaluated valid configuration"
         chosen.append(i)
         picks.append(candidate(state.remaining[i], why))
-    return picks, {"reason": "Optuna's default multi-objective sampler (TPE)"}
+    return picks
