@@ -332,3 +332,15 @@ def test_space_sizes_come_from_the_last_proposal_that_proposed_something():
     summary = analysis.search_summary(obs, proposals)
     assert (summary["space_size"], summary["valid_size"]) == (432, 432)
     assert summary["stop_reason"] == "budget reached"
+
+
+def test_axis_labels_flag_estimated_energy_for_every_energy_metric():
+    from vllm_mobo.report.plots import _axis_label
+
+    run, _ = fixture_tables()
+    obs = run["observations"]  # CPU and RAM energy estimated on the CPU build
+    for metric in ("joules_per_output_token", "joules_per_token", "mean_power_w"):
+        assert "ESTIMATED" in _axis_label(metric, obs), metric
+    assert "ESTIMATED" not in _axis_label("output_tokens_per_s", obs)
+    measured = obs.assign(energy_cpu_provenance="measured", energy_ram_provenance="measured")
+    assert "ESTIMATED" not in _axis_label("mean_power_w", measured)

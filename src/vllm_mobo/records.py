@@ -75,6 +75,11 @@ class Metric:
     direction: str | None = None
     online_only: bool = False
 
+    @property
+    def from_energy(self) -> bool:
+        """Computed from the energy meters (joules or watts), so estimated wherever a source was estimated."""
+        return self.unit in ("J/token", "W")
+
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("output_tokens_per_s", "output tokens/s", "tokens/s", "maximize"),

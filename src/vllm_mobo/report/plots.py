@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from ..records import ESTIMATED, SOURCES, metric_label  # noqa: E402
+from ..records import ESTIMATED, METRICS, SOURCES, metric_label  # noqa: E402
 from .analysis import latency_columns  # noqa: E402
 from .baseline import role_label  # noqa: E402
 from .energy import energy_by_source, energy_qualifier  # noqa: E402
@@ -41,7 +41,7 @@ def energy_provenance_note(obs: pd.DataFrame) -> str:
 
 def _axis_label(metric: str, obs: pd.DataFrame) -> str:
     label = metric_label(metric)
-    if metric.startswith("joules") and ESTIMATED in energy_provenance_note(obs):
+    if metric in METRICS and METRICS[metric].from_energy and ESTIMATED in energy_provenance_note(obs):
         label += " (includes ESTIMATED energy)"
     return label
 
