@@ -35,16 +35,12 @@ def _relative_sds(setting: dict | str | None) -> dict[str, float]:
 
 
 def log_noise_variances(setting: dict | str | None, metrics: list[str]) -> dict[str, float]:
-    """metric -> variance of one measurement on the log scale, for the ``metrics`` the search models.
+    """metric -> variance of one measurement on the log scale, for the ``metrics`` the search models (others are
+    ignored: a mapping naming them is refused when the config is validated, :func:`vllm_mobo.config.validate_config`).
 
-    Raises :class:`ConfigError` naming ``optimizer.noise`` for a negative or non-numeric value, and for a mapping
-    naming a metric outside ``metrics``."""
+    Raises :class:`ConfigError` naming ``optimizer.noise`` for a negative or non-numeric value (the file form is
+    checked only here) and for an unreadable file."""
     sds = _relative_sds(setting)
-    if isinstance(setting, dict):
-        extra = sorted(set(sds) - set(metrics))
-        if extra:
-            raise ConfigError(f"{KEY}: {', '.join(extra)} not modelled; allowed metrics: {', '.join(metrics)} "
-                              "(the objectives and the SLO bounds modelled as constraints)")
     out = {}
     for metric, r in sds.items():
         if metric not in metrics:
