@@ -77,3 +77,18 @@ def test_a_sweep_process_that_dies_mid_candidate_leaves_a_crash_record(tmp_path)
     assert record["config"] == candidate["config"]
     assert not (tmp_path / "current.json").exists()
     assert record_crash(tmp_path, -9) is None  # nothing in flight: nothing to record
+
+
+def test_a_time_limit_stops_the_sweep_before_the_next_engine(tmp_path):
+    """--time-limit-s: no engine starts after the limit; the driver says the table is incomplete and exits 3."""
+    config = load_test_config("tiny.yaml")
+    config["search_space"] = {"max_num_seqs": [16, 32]}
+    cfg = write_config(tmp_path, config)
+    out = tmp_path / "table"
+    proc = subprocess.run([str(VLLM_MOBO), "measure-table", str(cfg), str(out), "--time-limit-s", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "stopped at --time-limit-s 0: the table is not complete" in proc.stdout
+    assert "[table-sweep] [" not in proc.stdout
+    assert not (out / "records").exists() or not list((out / "records").glob("*.json"))
+    assert not (out / "table.csv").exists()

@@ -8,7 +8,8 @@
 #   .wb  the package's own small requirements: pymoo and its needs (moocore, cffi, autograd, cma, alive-progress,
 #        deprecated), seaborn, tabulate, pygments, nvidia-ml-py, and jsonschema's chain (vLLM requires jsonschema
 #        but is installed without its dependencies), and BoTorch's chain (gpytorch, linear_operator,
-#        multipledispatch, pyre-extensions, typing-inspect, mypy-extensions) for the default strategy qlognehvi.
+#        multipledispatch, pyre-extensions, typing-inspect, mypy-extensions) for the default strategy qlognehvi,
+#        and Zeus with its small needs (tyro, typeguard, docstring-parser, shtab, amdsmi; the image has the rest).
 #   .wc  optional: scipy and its small siblings (threadpoolctl, joblib, cloudpickle, narwhals, dateutil, tzdata).
 #   .wd  optional: pandas, scikit-learn, matplotlib (contourpy, kiwisolver, fonttools, cycler, pyparsing).
 # .wa and .wb each stay <= 20 MiB: each travels beside a 40 MiB vLLM part and the checkout in a 64 MiB call.
@@ -38,7 +39,8 @@ get .wb pymoo==0.6.2 moocore==0.3.2 cffi==2.1.1 pycparser==3.12 autograd==1.9.1 
   about-time==4.2.1 graphemeu==0.7.2 deprecated==1.3.1 seaborn==0.13.2 tabulate==0.10.0 pygments==2.21.0 \
   nvidia-ml-py==13.615.71 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 \
   rpds-py==2026.9.1 attrs==26.1.0 botorch==0.18.1 gpytorch==1.15.2 linear-operator==0.6.1 multipledispatch==1.0.0 \
-  pyre-extensions==0.0.32 typing-inspect==0.9.0 mypy-extensions==1.2.0
+  pyre-extensions==0.0.32 typing-inspect==0.9.0 mypy-extensions==1.2.0 \
+  zeus==0.16.0 tyro==1.0.17 typeguard==4.6.1 docstring-parser==0.18.0 shtab==1.13.0 amdsmi==7.0.2
 get .wc scipy==1.17.1 threadpoolctl==3.8.0 joblib==1.6.0 cloudpickle==3.1.3 narwhals==2.29.0 \
   python-dateutil==4.0.0 tzdata==2026.6
 get .wd pandas==3.1.1 scikit-learn==1.9.1 matplotlib==3.11.2 contourpy==1.3.3 kiwisolver==1.5.1 fonttools==4.68.0 \

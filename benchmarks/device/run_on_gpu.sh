@@ -24,6 +24,21 @@ case "$what" in
       || echo "the pipeline does not import yet: carry the other wheel folder (.wa, .wb) in the next call" ;;
   nvml)
     python3 benchmarks/device/nvml_meter_check.py "$OUT/nvml_check.json" ;;
+  zeus)
+    python3 benchmarks/device/zeus_meter_check.py "$OUT" ;;
+  table)
+    # The table goes on in /tmp/table-<name> (kept while the machine is warm); LIMIT: no engine starts after
+    # LIMIT seconds (default 480), so that the call, one engine start later, is inside the device's 10 minutes.
+    cfg=$1; name=$(basename "$cfg" .yaml); work=/tmp/table-$name; mkdir -p "$work"
+    [ -n "${2:-}" ] && tar xzf "$2" -C "$work"
+    python3 -c 'import sys, yaml; sys.path.insert(0, "benchmarks/device"); from restore_search import merge
+c = yaml.safe_load(open(sys.argv[1])); print(yaml.safe_dump(merge(c, yaml.safe_load(sys.argv[2]) or {}), sort_keys=False))' \
+      "$cfg" "${SET:-}" > "$work/config.yaml" || exit 1
+    nvidia-smi --query-gpu=name,uuid,driver_version,memory.total --format=csv >> "$OUT/gpu.csv"
+    python3 -m vllm_mobo.cli measure-table "$work/config.yaml" "$work/$name" --max-engines 1 \
+      --repeat-candidates "${REPEAT_CANDIDATES:-0}" --repeats "${REPEATS:-0}" --time-limit-s "${LIMIT:-480}" \
+      2>&1 | grep --line-buffered -v " WARNING \| INFO " | tee -a "$OUT/table-$name.log"
+    (cd "$work" && tar czf "$OUT/table-$name.tgz" config.yaml "$name") ;;
   pipeline)
     # RESULTS (optional): an unfinished search run elsewhere (a results-<name>.tgz or a flattened docs/gpu copy,
     # with its confirm/ folder), restored into the working directory so that the search, or its confirmation,

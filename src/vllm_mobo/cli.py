@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -77,13 +78,18 @@ def _measure_table(a: argparse.Namespace) -> int:
 
     config = load_config(a.config)
     a.out_dir.mkdir(parents=True, exist_ok=True)
+    deadline = None if a.time_limit_s is None else time.time() + a.time_limit_s
     crashes_in_a_row = 0
     while True:  # the sweep measures at most --max-engines engines per process, then exits MORE_TO_DO
         proc = subprocess.run([sys.executable, "-m", "vllm_mobo.replay.sweep", a.config, str(a.out_dir),
                                "--max-engines", str(a.max_engines), "--repeat-candidates", str(a.repeat_candidates),
-                               "--repeats", str(a.repeats)])
+                               "--repeats", str(a.repeats)] + ([] if deadline is None else ["--deadline", str(deadline)]))
         if proc.returncode == 0:
             break
+        if proc.returncode == MORE_TO_DO and deadline is not None and time.time() >= deadline:
+            print(f"[measure-table] stopped at --time-limit-s {a.time_limit_s:g}: the table is not complete; the same "
+                  f"command goes on from {a.out_dir}/records", flush=True)
+            return MORE_TO_DO
         if proc.returncode != MORE_TO_DO:
             crashed = record_crash(a.out_dir, proc.returncode)
             print(f"[measure-table] sweep process ended with status {proc.returncode}; recorded {crashed} as a crash",
@@ -144,6 +150,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--max-engines", type=int, default=20, help="engines per sweep process (restarted until done)")
     m.add_argument("--repeat-candidates", type=int, default=12, help="configurations measured again for the noise")
     m.add_argument("--repeats", type=int, default=2, help="fresh-engine repeats of each of those")
+    m.add_argument("--time-limit-s", type=float, default=None,
+                   help="start no engine after this many seconds; exit status 3 while the table is incomplete")
     m.set_defaults(func=_measure_table)
 
     d = Settings()

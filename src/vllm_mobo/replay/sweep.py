@@ -113,8 +113,10 @@ def measure_one(config: dict, candidate: dict, model_dir: Path, timeout_s: float
     return record
 
 
-def sweep(config: dict, out_dir: Path, *, max_engines: int | None, repeat_candidates: int, repeats: int) -> bool:
-    """Measure what is not measured yet (at most ``max_engines``); True when every planned run has a file."""
+def sweep(config: dict, out_dir: Path, *, max_engines: int | None, repeat_candidates: int, repeats: int,
+          deadline: float | None = None) -> bool:
+    """Measure what is not measured yet (at most ``max_engines``; no engine started after ``deadline``, a
+    ``time.time()``); True when every planned run has a file."""
     model_dir = out_dir / "model"
     if not (model_dir / "config.json").exists():
         write_model_dir(config["workload"]["model"], model_dir)
@@ -122,6 +124,8 @@ def sweep(config: dict, out_dir: Path, *, max_engines: int | None, repeat_candid
     todo = [(c, rel) for c, rel in runs if not (out_dir / rel).exists()]
     done_before = len(runs) - len(todo)
     for n, (candidate, rel) in enumerate(todo[:max_engines] if max_engines else todo):
+        if deadline is not None and time.time() >= deadline:
+            break
         write_json_atomic(out_dir / "current.json", {"candidate": candidate, "path": rel})
         record = measure_one(config, candidate, model_dir, config["benchmark"]["timeout_s"])
         write_json_atomic(out_dir / rel, record)
@@ -216,12 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-engines", type=int, default=None)
     ap.add_argument("--repeat-candidates", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=0)
+    ap.add_argument("--deadline", type=float, default=None, help="start no engine after this time.time()")
     args = ap.parse_args(argv)
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     config = load_config(args.config)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     complete = sweep(config, args.out_dir, max_engines=args.max_engines,
-                     repeat_candidates=args.repeat_candidates, repeats=args.repeats)
+                     repeat_candidates=args.repeat_candidates, repeats=args.repeats, deadline=args.deadline)
     return 0 if complete else MORE_TO_DO
 
 
