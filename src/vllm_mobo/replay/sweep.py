@@ -34,7 +34,7 @@ from ..config import load_config
 from ..io import read_json, write_json_atomic
 from ..measure.model import write_model_dir
 from ..measure.runner import build_spec, record_header, worker_environment
-from ..records import VLLM_DEFAULT, candidate_name, observation_row
+from ..records import VLLM_DEFAULT, candidate_name, observation_row, provenance_summary
 from ..search.plan import platform_for, valid_and_skipped
 
 #: Exit status of a sweep process that stopped at --max-engines with work left.
@@ -130,7 +130,8 @@ def sweep(config: dict, out_dir: Path, *, max_engines: int | None, repeat_candid
         record = measure_one(config, candidate, model_dir, config["benchmark"]["timeout_s"])
         write_json_atomic(out_dir / rel, record)
         m = record.get("metrics") or {}
-        summary = (f"{m['output_tokens_per_s']:.0f} tok/s, {m['joules_per_output_token']:.4f} J/tok (estimated)"
+        summary = (f"{m['output_tokens_per_s']:.0f} tok/s, {m['joules_per_output_token']:.4f} J/tok "
+                   f"({provenance_summary(s['provenance'] for s in record['energy']['sources'])})"
                    if record["status"] == "ok" else f"FAILED {record['failure']['kind']}: {record['failure']['reason'][:120]}")
         print(f"[table-sweep] [{done_before + n + 1}/{len(runs)}] {rel}: {summary} "
               f"(wall {record['timing']['wall_s']:.1f} s)", flush=True)
