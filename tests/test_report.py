@@ -24,10 +24,10 @@ import yaml
 
 from conftest import built_pdf_text, run_snakemake
 from vllm_mobo.config import load_schema, validate_config
-from vllm_mobo.records import record_index
+from vllm_mobo.records import metric_label, record_index
 from vllm_mobo.report import analysis, baseline, energy, knobs
 from vllm_mobo.report import plots as P
-from vllm_mobo.report.latex import latex_context, render_latex, rst_caption
+from vllm_mobo.report.latex import latex_context, objectives_phrase, render_latex, rst_caption
 from vllm_mobo.report.tables import pareto_table
 from vllm_mobo.resources import resource
 
@@ -344,3 +344,21 @@ def test_axis_labels_flag_estimated_energy_for_every_energy_metric():
     assert "ESTIMATED" not in _axis_label("output_tokens_per_s", obs)
     measured = obs.assign(energy_cpu_provenance="measured", energy_ram_provenance="measured")
     assert "ESTIMATED" not in _axis_label("mean_power_w", measured)
+
+
+def test_title_and_abstract_name_the_objectives_and_the_method():
+    """The title names the run's objectives (2: "A against B"; 3-4: "A, B and C"), and a model-based strategy's
+    run says "multi-objective Bayesian optimisation" with the strategy's name."""
+    run, cfg = fixture_tables()
+    labels = [metric_label(o["metric"]) for o in cfg["objectives"]]
+    ctx = latex_context(run["observations"], run["pareto"], run["records"], run["proposals"], cfg,
+                        "results/tiny/model", figures={})
+    source = render_latex(resource("report.tex"), ctx)
+    title = next(line for line in source.splitlines() if line.startswith(r"\title{"))
+    assert analysis.latex_escape(f"{labels[0]} against {labels[1]}") in title
+    three = cfg["objectives"] + [{"metric": "mean_power_w", "direction": "minimize"}]
+    assert objectives_phrase(three) == f"{labels[0]}, {labels[1]} and {metric_label('mean_power_w')}"
+    strategy = ctx["summary"]["strategy"]
+    assert strategy, "the fixture's proposals name their strategy"
+    said = f"multi-objective Bayesian optimisation ({strategy})" in " ".join(source.split())
+    assert said == (strategy in {"qlognehvi", "ehvi", "ehvi-energy", "parego", "optuna-gp"}), strategy

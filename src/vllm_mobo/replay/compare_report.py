@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..records import VLLM_DEFAULT
+from ..records import VLLM_DEFAULT, metric_label
 from ..resources import resource
 from .scoring import CHECK_AT, STRATEGIES, THRESHOLD, default_strategy, target_wording
 from .table import ReplayTable
@@ -199,6 +199,7 @@ def _meta_rows(tables: dict[str, ReplayTable], with_default: bool = False) -> li
             "platform": f"{t.platform.device}, {t.platform.num_devices} device(s), max_model_len {t.platform.max_model_len}",
             "measurement": str(m.get("measurement") or m.get("measurement_method") or "?"),
             "energy": energy or "?",
+            "objectives": ", ".join(f"{metric_label(o['metric'])} ({o['direction']})" for o in t.objectives),
         })
     return rows
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..engine_args import flag_groups
 from ..records import OBJECTIVES, Record, metric_label, record_index
-from ..search.optimizer.strategies import DESCRIPTIONS
+from ..search.optimizer.strategies import DESCRIPTIONS, MODEL_BASED
 from .analysis import enrich_observations, fmt, latex_escape, limitations, platform_table, search_summary
 from .baseline import default_comparison, default_text, role_label, roles
 from .energy import energy_by_source, energy_qualifier, energy_text, estimated_sources
@@ -128,6 +128,14 @@ def pareto_rows(pareto: pd.DataFrame, objectives: list[dict]) -> pd.DataFrame:
                       | {"energy_provenance": "energy provenance"})
 
 
+def objectives_phrase(objectives: list[dict]) -> str:
+    """The objectives in words: ``A against B`` for two, ``A, B and C`` for more (title and abstract)."""
+    labels = [metric_label(o["metric"]) for o in objectives]
+    if len(labels) == 2:
+        return " against ".join(labels)
+    return ", ".join(labels[:-1]) + " and " + labels[-1] if len(labels) > 1 else labels[0]
+
+
 def tradeoff_display(tradeoffs: pd.DataFrame) -> pd.DataFrame:
     """``tradeoffs.csv`` as the PDF shows it: the pair, rho over the front and the feasible observations, the verdict
     and how many pairs of front configurations conflict on the two objectives."""
@@ -168,6 +176,8 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record]
         "model": (records[0].model if records else "") or "",
         "mode": ", ".join(sorted({r.mode for r in records})),
         "load": load_text(config, records),
+        "objectives_phrase": objectives_phrase(objectives),
+        "bayesian": summary.get("strategy") in MODEL_BASED | {"optuna-gp"},
         "strategy_text": DESCRIPTIONS.get(summary.get("strategy") or "", "by the strategy's own rule"),
         "space_table": {"columns": ["engine argument", "values searched"],
                         "rows": [[k, ", ".join(fmt(v) for v in vals)] for k, vals in space.items()]},
