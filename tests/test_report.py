@@ -362,3 +362,32 @@ def test_title_and_abstract_name_the_objectives_and_the_method():
     assert strategy, "the fixture's proposals name their strategy"
     said = f"multi-objective Bayesian optimisation ({strategy})" in " ".join(source.split())
     assert said == (strategy in {"qlognehvi", "ehvi", "ehvi-energy", "parego", "optuna-gp"}), strategy
+
+
+def test_knee_export_takes_the_confirmed_knee_where_the_confirmation_ran():
+    """With the confirmation stage's front, the exported command is its knee's (with the confirmed means and
+    intervals in the comments), not the search front's; a confirmed knee the search never ran falls back to the
+    search's knee; without a confirmation the search's knee is exported as before."""
+    from vllm_mobo.report.export import confirmed_knee, knee_export
+
+    run, cfg = fixture_tables()
+    objectives = cfg["objectives"]
+    search_knee = baseline.roles(run["pareto"], objectives)["knee"]
+    other = next(r for r in run["records"] if r.ok and r.candidate != search_knee)
+    row = {"candidate": other.candidate, "roles": "best output_tokens_per_s; knee", "repeats": 3, "usable": 3}
+    for o in objectives:
+        row.update({o["metric"]: 1.5, o["metric"] + "_ci_low": 1.25, o["metric"] + "_ci_high": 1.75})
+    confirmed = pd.DataFrame([row])
+    assert confirmed_knee(confirmed) == other.candidate and confirmed_knee(None) is None
+
+    command, args_yaml = knee_export(run["pareto"], run["records"], objectives, "m", "tiny", "measured", confirmed)
+    comments = [line for line in command.splitlines() if line.startswith("#")]
+    assert comments[0] == f"# knee of the confirmed front of run tiny: {other.candidate}"
+    assert "mean of 3 fresh-engine runs" in comments[1] and "(95% CI 1.25-1.75)" in comments[1]
+    assert yaml.safe_load(args_yaml) == {k.replace("_", "-"): v for k, v in other.engine_args.items()}
+
+    unknown = confirmed.assign(candidate="never-searched")
+    fallback, _ = knee_export(run["pareto"], run["records"], objectives, "m", "tiny", "measured", unknown)
+    assert fallback.startswith(f"# knee of the Pareto front of run tiny: {search_knee}")
+    plain, _ = knee_export(run["pareto"], run["records"], objectives, "m", "tiny", "measured")
+    assert plain == fallback

@@ -42,7 +42,7 @@ def _export(a: argparse.Namespace) -> int:
     from .engine_args import serve_command
     from .records import load_records
     from .report.baseline import roles
-    from .report.export import engine_args_yaml, serve_model
+    from .report.export import confirmed_knee, engine_args_yaml, serve_model
 
     run_dir = Path(a.run_dir)
     records = load_records(sorted(run_dir.glob("iter_*/*/metrics.json")))
@@ -50,6 +50,8 @@ def _export(a: argparse.Namespace) -> int:
         print(f"{run_dir}: no metrics.json under iter_*/: not a run directory", file=sys.stderr)
         return 1
     name = a.candidate
+    if name is None and (run_dir / "confirm" / "front.csv").exists():
+        name = confirmed_knee(pd.read_csv(run_dir / "confirm" / "front.csv"))
     if name is None:
         objectives = yaml.safe_load(Path(a.config).read_text())["objectives"] if a.config else [
             {"metric": "output_tokens_per_s", "direction": "maximize"},
@@ -137,7 +139,8 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="a configuration of a finished run as a `vllm serve` command (default: knee)")
     e.add_argument("run_dir", help="results/<run>")
-    e.add_argument("--candidate", help="candidate name (default: the knee of the run's Pareto front)")
+    e.add_argument("--candidate", help="candidate name (default: the knee of the confirmed front where the confirmation ran, else "
+                        "of the search's Pareto front)")
     e.add_argument("--config", help="the run's config, for its objectives (default: the seed's two)")
     e.add_argument("--yaml", help="also write the engine arguments as a `vllm serve --config` YAML file here")
     e.set_defaults(func=_export)

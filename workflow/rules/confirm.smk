@@ -23,6 +23,11 @@ def confirm_outputs(wildcards=None):
     }
 
 
+def confirmed_front(wildcards=None):
+    """The confirmed front for the knee export: nothing when the confirmation stage is off."""
+    return {k: v for k, v in confirm_outputs().items() if k == "confirm_front"}
+
+
 def confirm_gpus(wildcards):
     """GPUs the confirmation job holds (it measures one configuration at a time): the most any configuration of
     the search can use."""

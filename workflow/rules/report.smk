@@ -130,6 +130,7 @@ rule latex_pdf:
 
 rule export_knee:
     input:
+        unpack(confirmed_front),
         observations=f"{RESULTS}/observations.csv",
         pareto=f"{RESULTS}/pareto.csv",
         metrics=all_metrics,

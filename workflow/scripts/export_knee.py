@@ -1,4 +1,5 @@
-"""The knee configuration of the front as a ready `vllm serve` command and a YAML file of its engine args."""
+"""The knee configuration as a ready `vllm serve` command and a YAML file of its engine args: the confirmed
+front's knee where the confirmation stage ran, else the search front's."""
 
 import sys
 
@@ -19,6 +20,7 @@ command, engine_args = knee_export(
     snakemake.params.model_dir,
     snakemake.params.run,
     energy_qualifier(pd.read_csv(snakemake.input.observations)),
+    confirmed=pd.read_csv(snakemake.input.confirm_front) if "confirm_front" in snakemake.input.keys() else None,
 )
 Path(snakemake.output.command).write_text(command)
 Path(snakemake.output.engine_args).write_text(engine_args)

@@ -42,22 +42,53 @@ def pareto_commands(pareto: pd.DataFrame, records: list[Record], model_dir: str 
     return pd.DataFrame(rows, columns=["candidate", "command"])
 
 
+def confirmed_knee(front: pd.DataFrame | None) -> str | None:
+    """The knee of the confirmation stage's front (``confirm/front.csv``, its ``roles`` column), or None when the
+    confirmation did not run or found no knee."""
+    if front is None or front.empty or "roles" not in front:
+        return None
+    knees = front[front["roles"].fillna("").str.split("; ").map(lambda r: "knee" in r)]
+    return None if knees.empty else str(knees["candidate"].iloc[0])
+
+
+def _confirmed_values(row: pd.Series, objectives: list[dict]) -> str:
+    return ", ".join(f"{fmt(row[o['metric']])} {metric_label(o['metric'])} (95% CI {fmt(row[o['metric'] + '_ci_low'])}"
+                     f"-{fmt(row[o['metric'] + '_ci_high'])})" for o in objectives)
+
+
 def knee_export(pareto: pd.DataFrame, records: list[Record], objectives: list[dict], model_dir: str,
-                run: str, energy_qualifier: str) -> tuple[str, str]:
-    """(``vllm serve`` command file, engine-args YAML) of the knee of the front; comments say what it is."""
+                run: str, energy_qualifier: str, confirmed: pd.DataFrame | None = None) -> tuple[str, str]:
+    """(``vllm serve`` command file, engine-args YAML) of the knee: of the confirmed front (``confirmed``, the
+    confirmation stage's ``front.csv``) where the confirmation ran, else of the search's front; comments say
+    what it is and what was measured."""
     found = roles(pareto, objectives)
-    if "knee" not in found:
+    knee = confirmed_knee(confirmed)
+    search_rows = pareto[pareto["candidate"] == knee] if knee else pareto.iloc[0:0]
+    ok = [r for r in records if r.ok and r.candidate == knee] if knee else []
+    if knee and not ok:
+        knee = None  # the confirmed knee was not part of the search (vLLM's default left out of it): its engine args
+        # are vLLM's own defaults, but the search's records hold no run of it to take the model and software from
+    if knee is None and "knee" not in found:
         msg = f"run {run}: no configuration ran successfully, so there is no knee configuration to export"
         return f"# {msg}\n", f"# {msg}\n{{}}\n"
-    knee = found["knee"]
-    row = pareto[pareto["candidate"] == knee].iloc[0]
-    rec = record_index(records)[(int(row["iteration"]), row["candidate"])]
+    if knee is not None:
+        rec = ok[-1]
+        row = confirmed[confirmed["candidate"] == knee].iloc[0]
+        head = (f"knee of the confirmed front of run {run}: {knee}"
+                f"\nconfirmed: mean of {int(row['usable'])} fresh-engine runs, {_confirmed_values(row, objectives)} "
+                f"(energy {energy_qualifier})"
+                + ("" if search_rows.empty else f"\nthe search measured it once: " + ", ".join(
+                    f"{fmt(search_rows.iloc[0][o['metric']])} {metric_label(o['metric'])}" for o in objectives)))
+    else:
+        knee = found["knee"]
+        row = pareto[pareto["candidate"] == knee].iloc[0]
+        rec = record_index(records)[(int(row["iteration"]), row["candidate"])]
+        values = ", ".join(f"{fmt(row[o['metric']])} {metric_label(o['metric'])}" for o in objectives)
+        also = [role_label(r) for r, n in found.items() if n == knee and r != "knee"]
+        head = (f"knee of the Pareto front of run {run}: {knee}" + (f" (also {', '.join(also)})" if also else "")
+                + f"\nbenchmark result in the run (one measurement): {values} (energy {energy_qualifier})")
+    head += f"\nvLLM {rec.software.get('vllm', '?')} on {rec.device or '?'}"
     model = serve_model(rec, model_dir)
-    values = ", ".join(f"{fmt(row[o['metric']])} {metric_label(o['metric'])}" for o in objectives)
-    also = [role_label(r) for r, n in found.items() if n == knee and r != "knee"]
-    head = (f"knee of the Pareto front of run {run}: {knee}" + (f" (also {', '.join(also)})" if also else "")
-            + f"\nbenchmark result in the run: {values} (energy {energy_qualifier})"
-            + f"\nvLLM {rec.software.get('vllm', '?')} on {rec.device or '?'}")
     command = "".join(f"# {line}\n" for line in head.splitlines()) + serve_command(model, rec.engine_args,
                                                                                    multiline=True) + "\n"
     yml = engine_args_yaml(rec.engine_args, head + f"\nuse: vllm serve {model} --config <this file>")
