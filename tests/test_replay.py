@@ -293,3 +293,20 @@ def test_broken_tables_are_refused_clearly(tmp_path, synth):
     (bad / "meta.yaml").write_text(yaml.safe_dump(meta))
     with pytest.raises(ReplayError, match="platform"):
         ReplayTable.load(bad)
+
+
+def test_table_from_a_two_gpu_run_counts_the_platforms_gpus(tmp_path):
+    """The committed two-H200 online run, restored into a results folder: its first record (vLLM's default) used
+    one GPU, the platform searched had two, and the table's hardware says two."""
+    import subprocess
+    import sys
+
+    src = REPO / "docs" / "gpu" / "2026-11-30-2xh200-online-capacity-search"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "device" / "restore_search.py"),
+                    str(src / "config.yaml"), str(tmp_path / "w"), str(src), "--resume"], check=True,
+                   capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    run = yaml.safe_load((src / "config.yaml").read_text())["run"]
+    table_from_run(tmp_path / "w" / "results" / run, tmp_path / "table", config=src / "config.yaml")
+    meta = yaml.safe_load((tmp_path / "table" / "meta.yaml").read_text())
+    assert meta["platform"]["num_devices"] == 2
+    assert meta["hardware"]["gpu_count"] == 2 and meta["hardware"]["gpu_model"] == "NVIDIA H200"

@@ -59,10 +59,13 @@ def table_from_run(results_dir: str | Path, out_dir: str | Path, meta: dict | No
     n_valid = len(valid_names(SearchSpace(config["search_space"]), plat, config.get("engine_args") or {}))
     measured = int(((table["status"] != "invalid") & (table["candidate"] != VLLM_DEFAULT)).sum())
     hw = example.hardware if example else {}
+    # the GPUs of the platform the run searched (the proposal's), not of the first record: with gpu_scope `used`
+    # a record names only its candidate's GPUs, so vLLM's default on one of two GPUs lists one
     gpus = hw.get("gpus") or []
     hardware = {"cpu_model": hw.get("cpu_model"), "cpu_cores_usable": hw.get("cpu_cores_usable"),
                 "memory_gib": hw.get("memory_gib"), "gpu_model": gpus[0].get("name") if gpus else None,
-                "gpu_count": len(gpus) or None, "driver": gpus[0].get("driver") if gpus else None}
+                "gpu_count": (plat.num_devices if plat.device == "cuda" else None) if gpus else None,
+                "driver": gpus[0].get("driver") if gpus else None}
     provenance = {}
     for s in (example.energy.sources if example and example.energy else ()):
         provenance[s.source] = s.provenance
