@@ -285,3 +285,12 @@ def test_optuna_gp_without_a_fitting_optuna_is_refused_and_skipped(monkeypatch):
     assert compare.strategy_problem("optuna-gp").startswith("unavailable: optimizer.strategy 'optuna-gp' needs")
     run, skipped = compare.split_strategies(["random", "optuna-gp"])
     assert run == ["random"] and "needs Optuna >= 4.5" in skipped["optuna-gp"]
+
+
+def test_a_known_noise_reaches_the_replayed_search(planted):
+    """optimizer.noise set in the benchmark's settings reaches the replayed qlognehvi search (the replay's pipeline
+    config carries the benchmark mode that planning reads beside the noise)."""
+    settings = compare.Settings(budget=8, batch_size=2, initial_design=2,
+                                optimizer={"noise": {o["metric"]: 0.05 for o in planted.objectives}})
+    trace = compare.run_search(planted, "qlognehvi", 0, settings)
+    assert (trace["iteration"] > 0).any() and trace["status"].notna().all()  # model-based picks were made

@@ -465,7 +465,8 @@ class ReplayTable:
             "search_space": self.meta["search_space"],
             "engine_args": self.engine_args,
             "workload": dict(self.meta.get("workload") or {}),
-            "benchmark": {"device": self.platform.device, "num_devices": self.platform.num_devices},
+            "benchmark": {"device": self.platform.device, "num_devices": self.platform.num_devices,
+                          "mode": self.meta.get("mode", "offline")},
             "objectives": self.objectives,
             "optimizer": dict(optimizer),
         }
