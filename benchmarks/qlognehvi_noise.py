@@ -1,0 +1,44 @@
+"""qlognehvi on a replay table with its GPs' noise inferred (``optimizer.noise: null``, the default) against a
+given noise level (a mapping metric -> relative sd of one measurement): HV ratio at 12 and 25 evaluations and
+evaluations to 95% (median over seeds), the optimiser benchmark's own measures (:mod:`vllm_mobo.replay.compare`).
+
+    .venv/bin/python benchmarks/qlognehvi_noise.py TABLE OUT [LABEL=JSON ...]
+
+Each LABEL=JSON is the ``optimizer`` block added for one variant, e.g.
+``measured='{"noise": {"output_tokens_per_s": 0.23, "joules_per_output_token": 0.065}}'``; without any, only the
+inferred noise runs. Prints one row per variant and writes OUT/<label>/ (the benchmark's files) and
+OUT/noise_variants.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from vllm_mobo.replay.compare import Settings, run_benchmark
+
+COLUMNS = ["hv_ratio_at_12_median", "hv_ratio_at_25_median", "hv_ratio_median", "evals_to_95_median",
+           "reached_95_share"]
+
+
+def main(argv: list[str]) -> None:
+    table, out = argv[0], Path(argv[1])
+    variants = dict(a.split("=", 1) for a in argv[2:]) or {"inferred": "{}"}
+    rows = []
+    for label, optimizer in variants.items():
+        settings = Settings(budget=30, batch_size=4, initial_design=5, seeds=10, strategies=["qlognehvi"],
+                            optimizer=json.loads(optimizer))
+        run_benchmark([table], settings, out / label, jobs=2, pdf_path=None, echo=lambda *a: None)
+        summary = pd.read_csv(out / label / "summary.csv").iloc[0]
+        rows.append({"variant": label, "optimizer": optimizer, **{c: summary[c] for c in COLUMNS}})
+        print(rows[-1], flush=True)
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "noise_variants.csv", index=False)
+    print(frame.drop(columns="optimizer").to_string(index=False))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
