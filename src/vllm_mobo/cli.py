@@ -85,7 +85,8 @@ def _measure_table(a: argparse.Namespace) -> int:
     while True:  # the sweep measures at most --max-engines engines per process, then exits MORE_TO_DO
         proc = subprocess.run([sys.executable, "-m", "vllm_mobo.replay.sweep", a.config, str(a.out_dir),
                                "--max-engines", str(a.max_engines), "--repeat-candidates", str(a.repeat_candidates),
-                               "--repeats", str(a.repeats)] + ([] if deadline is None else ["--deadline", str(deadline)]))
+                               "--repeats", str(a.repeats)]
+                              + ([] if deadline is None else ["--deadline", str(deadline)]))
         if proc.returncode == 0:
             break
         if proc.returncode == MORE_TO_DO and deadline is not None and time.time() >= deadline:
@@ -139,8 +140,8 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="a configuration of a finished run as a `vllm serve` command (default: knee)")
     e.add_argument("run_dir", help="results/<run>")
-    e.add_argument("--candidate", help="candidate name (default: the knee of the confirmed front where the confirmation ran, else "
-                        "of the search's Pareto front)")
+    e.add_argument("--candidate", help="candidate name (default: the knee of the confirmed front where the "
+                                        "confirmation ran, else of the search's Pareto front)")
     e.add_argument("--config", help="the run's config, for its objectives (default: the seed's two)")
     e.add_argument("--yaml", help="also write the engine arguments as a `vllm serve --config` YAML file here")
     e.set_defaults(func=_export)

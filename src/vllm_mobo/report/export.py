@@ -52,8 +52,9 @@ def confirmed_knee(front: pd.DataFrame | None) -> str | None:
 
 
 def _confirmed_values(row: pd.Series, objectives: list[dict]) -> str:
-    return ", ".join(f"{fmt(row[o['metric']])} {metric_label(o['metric'])} (95% CI {fmt(row[o['metric'] + '_ci_low'])}"
-                     f"-{fmt(row[o['metric'] + '_ci_high'])})" for o in objectives)
+    return ", ".join(f"{fmt(row[o['metric']])} {metric_label(o['metric'])} "
+                     f"(95% CI {fmt(row[o['metric'] + '_ci_low'])}-{fmt(row[o['metric'] + '_ci_high'])})"
+                     for o in objectives)
 
 
 def knee_export(pareto: pd.DataFrame, records: list[Record], objectives: list[dict], model_dir: str,
@@ -65,9 +66,8 @@ def knee_export(pareto: pd.DataFrame, records: list[Record], objectives: list[di
     knee = confirmed_knee(confirmed)
     search_rows = pareto[pareto["candidate"] == knee] if knee else pareto.iloc[0:0]
     ok = [r for r in records if r.ok and r.candidate == knee] if knee else []
-    if knee and not ok:
-        knee = None  # the confirmed knee was not part of the search (vLLM's default left out of it): its engine args
-        # are vLLM's own defaults, but the search's records hold no run of it to take the model and software from
+    if knee and not ok:  # confirmed, but never run by the search (vLLM's default left out of it): no record to
+        knee = None      # take the model and software from, so the search's knee is exported instead
     if knee is None and "knee" not in found:
         msg = f"run {run}: no configuration ran successfully, so there is no knee configuration to export"
         return f"# {msg}\n", f"# {msg}\n{{}}\n"
@@ -77,7 +77,7 @@ def knee_export(pareto: pd.DataFrame, records: list[Record], objectives: list[di
         head = (f"knee of the confirmed front of run {run}: {knee}"
                 f"\nconfirmed: mean of {int(row['usable'])} fresh-engine runs, {_confirmed_values(row, objectives)} "
                 f"(energy {energy_qualifier})"
-                + ("" if search_rows.empty else f"\nthe search measured it once: " + ", ".join(
+                + ("" if search_rows.empty else "\nthe search measured it once: " + ", ".join(
                     f"{fmt(search_rows.iloc[0][o['metric']])} {metric_label(o['metric'])}" for o in objectives)))
     else:
         knee = found["knee"]
