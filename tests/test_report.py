@@ -366,28 +366,39 @@ def test_title_and_abstract_name_the_objectives_and_the_method():
 
 def test_knee_export_takes_the_confirmed_knee_where_the_confirmation_ran():
     """With the confirmation stage's front, the exported command is its knee's (with the confirmed means and
-    intervals in the comments), not the search front's; a confirmed knee the search never ran falls back to the
-    search's knee; without a confirmation the search's knee is exported as before."""
+    intervals in the comments), not the search front's; vLLM's default as the confirmed knee of a search that left
+    it out is exported with the run's fixed arguments alone; without a confirmation the search's knee is exported."""
     from vllm_mobo.report.export import confirmed_knee, knee_export
 
     run, cfg = fixture_tables()
     objectives = cfg["objectives"]
     search_knee = baseline.roles(run["pareto"], objectives)["knee"]
-    other = next(r for r in run["records"] if r.ok and r.candidate != search_knee)
-    row = {"candidate": other.candidate, "roles": "best output_tokens_per_s; knee", "repeats": 3, "usable": 3}
-    for o in objectives:
-        row.update({o["metric"]: 1.5, o["metric"] + "_ci_low": 1.25, o["metric"] + "_ci_high": 1.75})
-    confirmed = pd.DataFrame([row])
-    assert confirmed_knee(confirmed) == other.candidate and confirmed_knee(None) is None
+    other = next(r for r in run["records"] if r.ok and r.candidate not in (search_knee, "vllm-default"))
 
-    command, args_yaml = knee_export(run["pareto"], run["records"], objectives, "m", "tiny", "measured", confirmed)
+    def front(candidate):
+        row = {"candidate": candidate, "roles": "front", "repeats": 3, "usable": 3}
+        for o in objectives:
+            row.update({o["metric"]: 1.5, o["metric"] + "_ci_low": 1.25, o["metric"] + "_ci_high": 1.75})
+        return pd.DataFrame([row])
+
+    assert confirmed_knee(front(other.candidate), objectives) == other.candidate
+    assert confirmed_knee(None, objectives) is None
+    command, args_yaml = knee_export(run["pareto"], run["records"], objectives, "m", "tiny", "measured",
+                                     front(other.candidate))
     comments = [line for line in command.splitlines() if line.startswith("#")]
     assert comments[0] == f"# knee of the confirmed front of run tiny: {other.candidate}"
     assert "mean of 3 fresh-engine runs" in comments[1] and "(95% CI 1.25-1.75)" in comments[1]
     assert yaml.safe_load(args_yaml) == {k.replace("_", "-"): v for k, v in other.engine_args.items()}
 
-    unknown = confirmed.assign(candidate="never-searched")
-    fallback, _ = knee_export(run["pareto"], run["records"], objectives, "m", "tiny", "measured", unknown)
+    searched = [r for r in run["records"] if r.candidate != "vllm-default"]
+    command, args_yaml = knee_export(run["pareto"], searched, objectives, "m", "tiny", "measured",
+                                     front("vllm-default"))
+    assert command.startswith("# knee of the confirmed front of run tiny: vllm-default\n")
+    fixed = {k: v for k, v in other.engine_args.items() if k not in other.config}
+    assert fixed and yaml.safe_load(args_yaml) == {k.replace("_", "-"): v for k, v in fixed.items()}
+
+    fallback, _ = knee_export(run["pareto"], run["records"], objectives, "m", "tiny", "measured",
+                              front("never-searched"))
     assert fallback.startswith(f"# knee of the Pareto front of run tiny: {search_knee}")
     plain, _ = knee_export(run["pareto"], run["records"], objectives, "m", "tiny", "measured")
     assert plain == fallback

@@ -40,37 +40,40 @@ def _export(a: argparse.Namespace) -> int:
     import yaml
 
     from .engine_args import serve_command
-    from .records import load_records
+    from .records import VLLM_DEFAULT, load_records
     from .report.baseline import roles
-    from .report.export import confirmed_knee, engine_args_yaml, serve_model
+    from .report.export import confirmed_knee, default_args, engine_args_yaml, serve_model
 
     run_dir = Path(a.run_dir)
     records = load_records(sorted(run_dir.glob("iter_*/*/metrics.json")))
     if not records:
         print(f"{run_dir}: no metrics.json under iter_*/: not a run directory", file=sys.stderr)
         return 1
+    objectives = yaml.safe_load(Path(a.config).read_text())["objectives"] if a.config else [
+        {"metric": "output_tokens_per_s", "direction": "maximize"},
+        {"metric": "joules_per_output_token", "direction": "minimize"}]
     name = a.candidate
     if name is None and (run_dir / "confirm" / "front.csv").exists():
-        name = confirmed_knee(pd.read_csv(run_dir / "confirm" / "front.csv"))
+        name = confirmed_knee(pd.read_csv(run_dir / "confirm" / "front.csv"), objectives)
     if name is None:
-        objectives = yaml.safe_load(Path(a.config).read_text())["objectives"] if a.config else [
-            {"metric": "output_tokens_per_s", "direction": "maximize"},
-            {"metric": "joules_per_output_token", "direction": "minimize"}]
         found = roles(pd.read_csv(run_dir / "pareto.csv"), objectives)
         if "knee" not in found:
             print(f"{run_dir}: no successful configuration, no knee to export", file=sys.stderr)
             return 1
         name = found["knee"]
     matching = [r for r in records if r.candidate == name and r.ok]
-    if not matching:
+    if matching:
+        rec, args = matching[-1], matching[-1].engine_args
+    elif name == VLLM_DEFAULT and default_args(records):  # confirmed, but left out of the search
+        rec, args = default_args(records)
+    else:
         known = sorted({r.candidate for r in records if r.ok})
         print(f"{run_dir}: no successful benchmark of {name!r}; successful: {', '.join(known)}", file=sys.stderr)
         return 1
-    rec = matching[-1]
     model = serve_model(rec, str(run_dir / "model"))
-    print(serve_command(model, rec.engine_args, multiline=True))
+    print(serve_command(model, args, multiline=True))
     if a.yaml:
-        Path(a.yaml).write_text(engine_args_yaml(rec.engine_args, f"{name} of {run_dir}"))
+        Path(a.yaml).write_text(engine_args_yaml(args, f"{name} of {run_dir}"))
     return 0
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from ..engine_args import serve_command
-from ..records import Record, metric_label, record_index
+from ..records import VLLM_DEFAULT, Record, metric_label, record_index
 from .analysis import fmt
 from .baseline import role_label, roles
 
@@ -42,13 +42,22 @@ def pareto_commands(pareto: pd.DataFrame, records: list[Record], model_dir: str 
     return pd.DataFrame(rows, columns=["candidate", "command"])
 
 
-def confirmed_knee(front: pd.DataFrame | None) -> str | None:
-    """The knee of the confirmation stage's front (``confirm/front.csv``, its ``roles`` column), or None when the
-    confirmation did not run or found no knee."""
-    if front is None or front.empty or "roles" not in front:
+def confirmed_knee(front: pd.DataFrame | None, objectives: list[dict]) -> str | None:
+    """The knee of the confirmed front (the confirmation stage's ``front.csv``: the configurations no other beats
+    on the means of their repeats), or None when the confirmation did not run."""
+    if front is None or front.empty:
         return None
-    knees = front[front["roles"].fillna("").str.split("; ").map(lambda r: "knee" in r)]
-    return None if knees.empty else str(knees["candidate"].iloc[0])
+    return roles(front, objectives).get("knee")
+
+
+def default_args(records: list[Record]) -> tuple[Record, dict] | None:
+    """vLLM's default configuration where the search never ran it: a successful record (for the model and the
+    software) and its engine arguments less the searched knobs, i.e. the run's fixed arguments alone."""
+    ok = [r for r in records if r.ok]
+    if not ok:
+        return None
+    rec = ok[-1]
+    return rec, {k: v for k, v in rec.engine_args.items() if k not in rec.config}
 
 
 def _confirmed_values(row: pd.Series, objectives: list[dict]) -> str:
@@ -63,16 +72,19 @@ def knee_export(pareto: pd.DataFrame, records: list[Record], objectives: list[di
     confirmation stage's ``front.csv``) where the confirmation ran, else of the search's front; comments say
     what it is and what was measured."""
     found = roles(pareto, objectives)
-    knee = confirmed_knee(confirmed)
+    knee = confirmed_knee(confirmed, objectives)
     search_rows = pareto[pareto["candidate"] == knee] if knee else pareto.iloc[0:0]
     ok = [r for r in records if r.ok and r.candidate == knee] if knee else []
-    if knee and not ok:  # confirmed, but never run by the search (vLLM's default left out of it): no record to
-        knee = None      # take the model and software from, so the search's knee is exported instead
+    if ok:
+        rec, args = ok[-1], ok[-1].engine_args
+    elif knee == VLLM_DEFAULT and default_args(records):  # confirmed, but left out of the search
+        rec, args = default_args(records)
+    else:
+        knee = None
     if knee is None and "knee" not in found:
         msg = f"run {run}: no configuration ran successfully, so there is no knee configuration to export"
         return f"# {msg}\n", f"# {msg}\n{{}}\n"
     if knee is not None:
-        rec = ok[-1]
         row = confirmed[confirmed["candidate"] == knee].iloc[0]
         head = (f"knee of the confirmed front of run {run}: {knee}"
                 f"\nconfirmed: mean of {int(row['usable'])} fresh-engine runs, {_confirmed_values(row, objectives)} "
@@ -83,13 +95,13 @@ def knee_export(pareto: pd.DataFrame, records: list[Record], objectives: list[di
         knee = found["knee"]
         row = pareto[pareto["candidate"] == knee].iloc[0]
         rec = record_index(records)[(int(row["iteration"]), row["candidate"])]
+        args = rec.engine_args
         values = ", ".join(f"{fmt(row[o['metric']])} {metric_label(o['metric'])}" for o in objectives)
         also = [role_label(r) for r, n in found.items() if n == knee and r != "knee"]
         head = (f"knee of the Pareto front of run {run}: {knee}" + (f" (also {', '.join(also)})" if also else "")
                 + f"\nbenchmark result in the run (one measurement): {values} (energy {energy_qualifier})")
     head += f"\nvLLM {rec.software.get('vllm', '?')} on {rec.device or '?'}"
     model = serve_model(rec, model_dir)
-    command = "".join(f"# {line}\n" for line in head.splitlines()) + serve_command(model, rec.engine_args,
-                                                                                   multiline=True) + "\n"
-    yml = engine_args_yaml(rec.engine_args, head + f"\nuse: vllm serve {model} --config <this file>")
+    command = "".join(f"# {line}\n" for line in head.splitlines()) + serve_command(model, args, multiline=True) + "\n"
+    yml = engine_args_yaml(args, head + f"\nuse: vllm serve {model} --config <this file>")
     return command, yml
