@@ -40,9 +40,8 @@ def _export(a: argparse.Namespace) -> int:
     import yaml
 
     from .engine_args import serve_command
-    from .records import VLLM_DEFAULT, load_records
-    from .report.baseline import roles
-    from .report.export import confirmed_knee, default_args, engine_args_yaml, serve_model
+    from .records import load_records
+    from .report.export import engine_args_yaml, export_choice, serve_model
 
     run_dir = Path(a.run_dir)
     records = load_records(sorted(run_dir.glob("iter_*/*/metrics.json")))
@@ -52,24 +51,15 @@ def _export(a: argparse.Namespace) -> int:
     objectives = yaml.safe_load(Path(a.config).read_text())["objectives"] if a.config else [
         {"metric": "output_tokens_per_s", "direction": "maximize"},
         {"metric": "joules_per_output_token", "direction": "minimize"}]
-    name = a.candidate
-    if name is None and (run_dir / "confirm" / "front.csv").exists():
-        name = confirmed_knee(pd.read_csv(run_dir / "confirm" / "front.csv"), objectives)
-    if name is None:
-        found = roles(pd.read_csv(run_dir / "pareto.csv"), objectives)
-        if "knee" not in found:
-            print(f"{run_dir}: no successful configuration, no knee to export", file=sys.stderr)
-            return 1
-        name = found["knee"]
-    matching = [r for r in records if r.candidate == name and r.ok]
-    if matching:
-        rec, args = matching[-1], matching[-1].engine_args
-    elif name == VLLM_DEFAULT and default_args(records):  # confirmed, but left out of the search
-        rec, args = default_args(records)
-    else:
+    front = run_dir / "confirm" / "front.csv"
+    choice = export_choice(pd.read_csv(run_dir / "pareto.csv"), records, objectives,
+                           pd.read_csv(front) if front.exists() else None, a.candidate)
+    if choice is None:
         known = sorted({r.candidate for r in records if r.ok})
-        print(f"{run_dir}: no successful benchmark of {name!r}; successful: {', '.join(known)}", file=sys.stderr)
+        what = repr(a.candidate) if a.candidate else "any configuration, no knee to export"
+        print(f"{run_dir}: no successful benchmark of {what}; successful: {', '.join(known)}", file=sys.stderr)
         return 1
+    name, rec, args, _ = choice
     model = serve_model(rec, str(run_dir / "model"))
     print(serve_command(model, args, multiline=True))
     if a.yaml:

@@ -50,14 +50,33 @@ def confirmed_knee(front: pd.DataFrame | None, objectives: list[dict]) -> str | 
     return roles(front, objectives).get("knee")
 
 
-def default_args(records: list[Record]) -> tuple[Record, dict] | None:
-    """vLLM's default configuration where the search never ran it: a successful record (for the model and the
-    software) and its engine arguments less the searched knobs, i.e. the run's fixed arguments alone."""
+def _fixed_args_run(records: list[Record]) -> tuple[Record, dict] | None:
+    """vLLM's default where the search never ran it: a successful record (for the model and the software) and its
+    engine arguments less the searched knobs, i.e. the run's fixed arguments alone."""
     ok = [r for r in records if r.ok]
-    if not ok:
+    return (ok[-1], {k: v for k, v in ok[-1].engine_args.items() if k not in ok[-1].config}) if ok else None
+
+
+def export_choice(pareto: pd.DataFrame, records: list[Record], objectives: list[dict],
+                  confirmed: pd.DataFrame | None = None, candidate: str | None = None) -> tuple | None:
+    """What to export: ``(name, record, engine args, confirmed)``. ``candidate`` where given; else the knee of the
+    confirmed front (``confirmed``, vLLM's default included even where the search left it out); else the knee of
+    the search's front. ``record`` gives the model and the software; None when nothing suitable ran."""
+    name = candidate or confirmed_knee(confirmed, objectives)
+    if name is not None:
+        ok = [r for r in records if r.ok and r.candidate == name]
+        if ok:
+            return name, ok[-1], ok[-1].engine_args, candidate is None
+        if name == VLLM_DEFAULT and _fixed_args_run(records):
+            return (name, *_fixed_args_run(records), candidate is None)
+        if candidate is not None:
+            return None
+    found = roles(pareto, objectives)
+    if "knee" not in found:
         return None
-    rec = ok[-1]
-    return rec, {k: v for k, v in rec.engine_args.items() if k not in rec.config}
+    row = pareto[pareto["candidate"] == found["knee"]].iloc[0]
+    rec = record_index(records)[(int(row["iteration"]), row["candidate"])]
+    return found["knee"], rec, rec.engine_args, False
 
 
 def _confirmed_values(row: pd.Series, objectives: list[dict]) -> str:
@@ -71,20 +90,13 @@ def knee_export(pareto: pd.DataFrame, records: list[Record], objectives: list[di
     """(``vllm serve`` command file, engine-args YAML) of the knee: of the confirmed front (``confirmed``, the
     confirmation stage's ``front.csv``) where the confirmation ran, else of the search's front; comments say
     what it is and what was measured."""
-    found = roles(pareto, objectives)
-    knee = confirmed_knee(confirmed, objectives)
-    search_rows = pareto[pareto["candidate"] == knee] if knee else pareto.iloc[0:0]
-    ok = [r for r in records if r.ok and r.candidate == knee] if knee else []
-    if ok:
-        rec, args = ok[-1], ok[-1].engine_args
-    elif knee == VLLM_DEFAULT and default_args(records):  # confirmed, but left out of the search
-        rec, args = default_args(records)
-    else:
-        knee = None
-    if knee is None and "knee" not in found:
+    choice = export_choice(pareto, records, objectives, confirmed)
+    if choice is None:
         msg = f"run {run}: no configuration ran successfully, so there is no knee configuration to export"
         return f"# {msg}\n", f"# {msg}\n{{}}\n"
-    if knee is not None:
+    knee, rec, args, is_confirmed = choice
+    search_rows = pareto[pareto["candidate"] == knee]
+    if is_confirmed:
         row = confirmed[confirmed["candidate"] == knee].iloc[0]
         head = (f"knee of the confirmed front of run {run}: {knee}"
                 f"\nconfirmed: mean of {int(row['usable'])} fresh-engine runs, {_confirmed_values(row, objectives)} "
@@ -92,12 +104,9 @@ def knee_export(pareto: pd.DataFrame, records: list[Record], objectives: list[di
                 + ("" if search_rows.empty else "\nthe search measured it once: " + ", ".join(
                     f"{fmt(search_rows.iloc[0][o['metric']])} {metric_label(o['metric'])}" for o in objectives)))
     else:
-        knee = found["knee"]
-        row = pareto[pareto["candidate"] == knee].iloc[0]
-        rec = record_index(records)[(int(row["iteration"]), row["candidate"])]
-        args = rec.engine_args
+        row = search_rows.iloc[0]
         values = ", ".join(f"{fmt(row[o['metric']])} {metric_label(o['metric'])}" for o in objectives)
-        also = [role_label(r) for r, n in found.items() if n == knee and r != "knee"]
+        also = [role_label(r) for r, n in roles(pareto, objectives).items() if n == knee and r != "knee"]
         head = (f"knee of the Pareto front of run {run}: {knee}" + (f" (also {', '.join(also)})" if also else "")
                 + f"\nbenchmark result in the run (one measurement): {values} (energy {energy_qualifier})")
     head += f"\nvLLM {rec.software.get('vllm', '?')} on {rec.device or '?'}"
