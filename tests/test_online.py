@@ -18,6 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import pandas as pd
 import psutil
 import pytest
@@ -401,6 +402,14 @@ def test_online_mode_end_to_end(tmp_path):
     assert rec["energy"]["provenance"] in {"measured", "estimated", "mixed"}
     assert len(rec["energy_per_rate"]) == len(rec["metrics"]["capacity_steps"]) + 1
     assert rec["server"]["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    # the power timeline: warm-up, then one window per rate measured, in order; the CPU curve is the estimate
+    tl = rec["power_timeline"]
+    rates = [s["request_rate"] for s in rec["metrics"]["capacity_steps"]] + [4.0]
+    assert [p["label"] for p in tl["phases"] if p["phase"] == "window"] == [f"{r:g} req/s" for r in rates]
+    assert tl["phases"][0]["phase"] == "warmup" and tl["channels"][0]["provenance"] == "estimated"
+    assert len(tl["t_s"]) == len(tl["watts"]["cpu"]) + 1 and max(tl["watts"]["cpu"]) > 0
+    for name in ("power_timelines", "power_steadiness", "latency"):
+        assert mpimg.imread(results / "figures" / f"{name}.png")[..., :3].std() > 0.01, name
     assert api_servers_in(tmp_path) == []
 
 

@@ -16,7 +16,9 @@ from vllm_mobo.config import ConfigError, expand_search_space, load_config, load
     validate_config
 from vllm_mobo.search.space import Platform, SearchSpace
 
-GPU_CONFIGS = sorted((REPO / "benchmarks" / "configs").glob("*.yaml"))
+SHIPPED_CONFIGS = sorted((REPO / "benchmarks" / "configs").glob("*.yaml"))
+TABLE_CONFIGS = [p for p in SHIPPED_CONFIGS if p.stem.endswith("_table") or "_table_" in p.stem]
+GPU_CONFIGS = [p for p in SHIPPED_CONFIGS if p.name.startswith("gpu") and p not in TABLE_CONFIGS]
 PRESETS = search_space_presets()
 
 
@@ -113,6 +115,28 @@ def test_shipped_gpu_configs_validate_and_fit_their_gpus(path: Path):
     assert {k: v for k, v in cfg["search_space"].items() if k not in ("tensor_parallel_size",
                                                                       "pipeline_parallel_size")} == \
         {k: v for k, v in gpu.items() if k not in ("tensor_parallel_size", "pipeline_parallel_size")}
+
+
+def test_the_example_and_table_configs_are_told_apart():
+    assert GPU_CONFIGS and TABLE_CONFIGS
+    assert set(GPU_CONFIGS) | set(TABLE_CONFIGS) == set(SHIPPED_CONFIGS)
+
+
+@pytest.mark.parametrize("path", TABLE_CONFIGS, ids=lambda p: p.name)
+def test_shipped_table_configs_validate_and_every_configuration_fits_the_platform(path: Path):
+    """A replay table's config (measured by ``measure-table`` or a whole-space pipeline run) validates, and its
+    valid configurations use at most the devices it is written for (GPU tables: all of them, some configuration)."""
+    cfg = validate_config(yaml.safe_load(path.read_text()), load_schema())
+    space = SearchSpace(cfg["search_space"])
+    on_gpu = path.name.startswith("gpu")
+    devices = cfg["benchmark"]["num_devices"] if on_gpu else 2
+    valid, invalid = space.split_valid(Platform("cuda" if on_gpu else "cpu", devices,
+                                                cfg["workload"]["max_model_len"]), cfg["engine_args"])
+    assert valid, path.name
+    used = {c.get("tensor_parallel_size", 1) * c.get("pipeline_parallel_size", 1) for c in valid}
+    assert max(used) == (devices if on_gpu else 1)
+    if cfg["optimizer"]["strategy"] == "random":  # a whole-space pipeline run: its budget enumerates the space
+        assert cfg["optimizer"]["budget"] >= len(valid)
 
 
 def test_the_gpu_preset_is_accepted_by_the_installed_vllm_parser():

@@ -88,3 +88,12 @@ def test_offline_window_lasts_at_least_min_window_s(tmp_path):
     assert all(float(w) < 2.0 for _, w in lines[:-1]) and float(lines[-1][1]) >= 2.0  # stops at the first batch past it
     for source in json.loads(out.read_text())["energy"]["sources"]:  # the meters ran over every batch
         assert source["detail"]["window_s"] >= m["window_s"]
+    tl = json.loads(out.read_text())["power_timeline"]  # the power timeline, the window marked inside it
+    warm, window = tl["phases"]
+    assert (warm["phase"], window["phase"]) == ("warmup", "window")
+    assert window["end_s"] - window["start_s"] == pytest.approx(m["window_s"], abs=0.05)
+    assert tl["t_s"][-1] >= window["end_s"] + 0.9  # a second of tail after it
+    assert tl["channels"] == [{"name": "cpu", "source": "cpu", "provenance": "estimated",
+                               "method": tl["channels"][0]["method"]}]
+    inside = [w for w, t in zip(tl["watts"]["cpu"], tl["t_s"][1:]) if window["start_s"] + 0.5 < t <= window["end_s"]]
+    assert inside and min(inside) > 0  # the engine is busy in every interval of the window

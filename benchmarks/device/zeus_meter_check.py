@@ -3,7 +3,11 @@
 A bf16 matmul loop runs on GPU 0 for two windows (LOAD_SECONDS, default 20 s, then 5 s), with idle gaps around
 them. Over each window four meters read at once:
 
-- ``vllm_mobo``: :class:`vllm_mobo.measure.energy.EnergySession` (NVML's total-energy counter: the pipeline's path);
+- ``vllm_mobo``: :class:`vllm_mobo.measure.energy.EnergySession` (the pipeline's path: the total-energy counter
+  read through Zeus's GPU layer, ``zeus.device.gpu``, where Zeus sees the GPU; its method line says which);
+- ``nvml_counter``: NVML's total-energy counter read here directly (the pipeline's path before Zeus);
+- ``timeline``: the pipeline's power timeline (:class:`vllm_mobo.measure.energy.timeline.TimelineSampler`, 0.5 s
+  intervals of the same counter) summed over the intervals inside the window, scaled to the window's length;
 - ``zeus_monitor``: Zeus's :class:`zeus.monitor.ZeusMonitor` window (the same counter, read by Zeus);
 - ``zeus_power_monitor``: Zeus's :class:`zeus.monitor.power.PowerMonitor` integral over the window
   (``get_energy``), from the power samples it polls in a process of its own;
@@ -31,6 +35,8 @@ from zeus.monitor import ZeusMonitor
 from zeus.monitor.power import PowerMonitor
 
 from vllm_mobo.measure.energy import EnergySession
+from vllm_mobo.measure.energy.timeline import TimelineSampler
+from vllm_mobo.records import PowerTimeline
 
 
 def sample_power(handle, stop: threading.Event, out: list, interval: float = 0.02) -> None:
@@ -55,20 +61,25 @@ def load(a: torch.Tensor, b: torch.Tensor, seconds: float) -> int:
     return n
 
 
-def window(name: str, seconds: float, a, b, zeus: ZeusMonitor, power: PowerMonitor, samples: list) -> dict:
+def window(name: str, seconds: float, a, b, zeus: ZeusMonitor, power: PowerMonitor, samples: list,
+           timeline: TimelineSampler, handle) -> dict:
     session = EnergySession(root_pid=os.getpid(), gpu_indices=[0])
     start = time.time()
     session.start()
+    counter_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
     zeus.begin_window(name)
-    n = load(a, b, seconds)
+    with timeline.phase("window", name):
+        n = load(a, b, seconds)
     measured = zeus.end_window(name)
+    counter_j = (pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) - counter_mj) / 1000.0
     readings = session.stop()
     end = time.time()
     ours = next(r for r in readings if r.source == "gpu")
     time.sleep(1.0)  # the PowerMonitor's queue reaches past the window's end
     zeus_power = (power.get_energy(start, end) or {}).get(0)
-    joules = {"vllm_mobo": ours.joules, "zeus_monitor": measured.gpu_energy[0],
-              "zeus_power_monitor": zeus_power, "sampled": trapezoid(samples, start, end)}
+    joules = {"vllm_mobo": ours.joules, "nvml_counter": counter_j, "zeus_monitor": measured.gpu_energy[0],
+              "zeus_power_monitor": zeus_power, "sampled": trapezoid(samples, start, end),
+              "timeline": None}
     return {
         "window": name, "seconds": end - start, "matmuls": n,
         "tflops": 2 * a.shape[0] ** 3 * n / (end - start) / 1e12,
@@ -90,18 +101,25 @@ def main() -> None:
     load(a, b, 1.0)  # warm-up
     zeus = ZeusMonitor(gpu_indices=[0])
     power = PowerMonitor(gpu_indices=[0])
+    timeline = TimelineSampler.open(interval_s=0.5, root_pid=os.getpid(), gpu_indices=[0]).start()
     samples: list = []
     stop = threading.Event()
     sampler = threading.Thread(target=sample_power, args=(handle, stop, samples), daemon=True)
     sampler.start()
     t_begin = time.time()
     time.sleep(3.0)
-    windows = [window("long", seconds, a, b, zeus, power, samples)]
+    windows = [window("long", seconds, a, b, zeus, power, samples, timeline, handle)]
     time.sleep(5.0)
-    windows.append(window("short", 5.0, a, b, zeus, power, samples))
+    windows.append(window("short", 5.0, a, b, zeus, power, samples, timeline, handle))
     time.sleep(3.0)
     stop.set()
     sampler.join()
+    block = timeline.stop()
+    tl = PowerTimeline.from_dict(block)
+    for w, phase in zip(windows, tl.windows):  # mean power of the intervals inside the window x its length
+        w["joules"]["timeline"] = tl.window_power(phase)["mean_w"] * (phase["end_s"] - phase["start_s"])
+        w["relative_to_vllm_mobo_pct"]["timeline"] = 100 * (w["joules"]["timeline"] / w["joules"]["vllm_mobo"] - 1)
+    (out / "timeline.json").write_text(json.dumps(block))
     timelines = power.get_all_power_timelines()
     power.stop()
     with open(out / "zeus_check_timeline.csv", "w", newline="") as fh:

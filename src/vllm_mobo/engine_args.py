@@ -8,6 +8,7 @@ parsers are built once per process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -75,11 +76,19 @@ def vllm_version() -> str:
     return "vllm (not installed)"
 
 
+def import_vllm(module: str):
+    """``importlib.import_module(module)`` of a vLLM module with its stdout sent to stderr: vLLM's platform probe
+    imports amdsmi where it is installed (Zeus depends on it), and amdsmi prints to stdout where ROCm is absent,
+    while callers of this module print commands there (``vllm-mobo export``)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return importlib.import_module(module)
+
+
 def _flexible_parser():
     """A new, empty ``FlexibleArgumentParser`` of vLLM, or None without vLLM."""
     for module in ("vllm.utils.argparse_utils", "vllm.utils"):
         try:
-            return importlib.import_module(module).FlexibleArgumentParser()
+            return import_vllm(module).FlexibleArgumentParser()
         except (ImportError, AttributeError):
             continue
     return None
@@ -91,7 +100,7 @@ def serve_parser():
     none that can be built."""
     for module in ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"):
         try:
-            make = importlib.import_module(module).make_arg_parser
+            make = import_vllm(module).make_arg_parser
         except (ImportError, AttributeError):
             continue
         parser = _flexible_parser()
@@ -109,7 +118,7 @@ def engine_parser():
     """vLLM's parser of the engine arguments alone (``EngineArgs.add_cli_args``), or the API server's parser,
     or None."""
     try:
-        from vllm.engine.arg_utils import EngineArgs
+        EngineArgs = import_vllm("vllm.engine.arg_utils").EngineArgs
     except ImportError:
         return serve_parser()
     parser = _flexible_parser()
@@ -189,7 +198,7 @@ def engine_arg_specs() -> dict[str, ArgSpec]:
     """Every engine argument of the installed vLLM, by name (``EngineArgs`` field names); empty without vLLM."""
     parser = engine_parser()
     try:
-        from vllm.engine.arg_utils import EngineArgs
+        EngineArgs = import_vllm("vllm.engine.arg_utils").EngineArgs
 
         fields = {f.name: f for f in dataclasses.fields(EngineArgs)}
         try:

@@ -49,9 +49,12 @@ FIGURES = {
     "knob_effects": ("knob_effects.rst", "Knobs", "knob effects"),
     "tp_pp": ("tp_pp.rst", "Knobs", "TP x PP trade-off"),
     "latency": ("latency.rst", "Latency", "latency percentiles"),
+    "power_timelines": ("power_timelines.rst", "Energy", "power over time: the front and vLLM's default"),
+    "power_steadiness": ("power_steadiness.rst", "Energy", "power steadiness of every window"),
 }
 # Figures that can hold no data in this run are not drawn (nor shown in the reports): latency percentiles exist in
-# online mode only, and the TP x PP figure needs more than one tensor or pipeline parallel size in the search space.
+# online mode only, the TP x PP figure needs more than one tensor or pipeline parallel size in the search space,
+# and the power figures need the power timeline.
 if config["benchmark"]["mode"] != "online":
     del FIGURES["latency"]
 # The front: two objectives in one scatter with the front as a step line; three or more as a pairwise scatter matrix
@@ -60,6 +63,9 @@ for name in ["pareto_matrix", "parallel_coordinates"] if len(config["objectives"
     del FIGURES[name]
 if all(len(config["search_space"].get(k, [])) < 2 for k in ("tensor_parallel_size", "pipeline_parallel_size")):
     del FIGURES["tp_pp"]
+# energy.timeline_interval_s: 0 records no power timeline.
+if not config["energy"]["timeline_interval_s"]:
+    del FIGURES["power_timelines"], FIGURES["power_steadiness"]
 
 
 rule tradeoffs:

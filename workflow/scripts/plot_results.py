@@ -17,11 +17,13 @@ from vllm_mobo.report.plots import (
     pareto_figure,
     tp_pp_figure,
 )
+from vllm_mobo.report.power import shown_timelines, steadiness_figure, steadiness_table, timelines_figure
 
 out, objectives, keys = snakemake.output, snakemake.params.objectives, snakemake.params.space_keys
 title = f"run {snakemake.params.run}"
+records = load_records(snakemake.input.metrics)
 # TP and PP come from the engine args vLLM resolved when the search space does not set them.
-obs = enrich_observations(pd.read_csv(snakemake.input.observations), load_records(snakemake.input.metrics),
+obs = enrich_observations(pd.read_csv(snakemake.input.observations), records,
                           ["tensor_parallel_size", "pipeline_parallel_size"])
 # The front: workflow/rules/analysis.smk names pareto_front for two objectives, the scatter matrix and parallel
 # coordinates for three or more.
@@ -39,4 +41,8 @@ if hasattr(out, "tp_pp"):
     tp_pp_figure(obs, objectives, out.tp_pp, out.tp_pp_pdf, title=title)
 if hasattr(out, "latency"):
     latency_figure(obs, objectives, out.latency, out.latency_pdf, title=title)
+if hasattr(out, "power_timelines"):  # workflow/rules/analysis.smk leaves them out without timelines
+    shown, roles = shown_timelines(records, obs, objectives)
+    timelines_figure(shown, roles, out.power_timelines, out.power_timelines_pdf, title=title)
+    steadiness_figure(steadiness_table(records), out.power_steadiness, out.power_steadiness_pdf, title=title)
 print(f"figures of {len(obs)} observations written", file=sys.stderr)

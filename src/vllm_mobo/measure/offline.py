@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..io import write_json_atomic
 from .energy import EnergySession, summarize
+from .energy.timeline import TIMELINE_TAIL_S, TimelineSampler
 from .workload import WARMUP_SEED_OFFSET, make_requests, window_seed_offset
 
 #: NVTX ranges around the warm-up and the whole timed window (every batch); profiling reads the window from them.
@@ -101,16 +102,19 @@ def measure(llm, spec: dict, engine_init_s: float) -> dict:
                                  temperature=0.0, detokenize=detokenize) for r in requests]
         return prompts, params
 
+    timeline = TimelineSampler.from_config(spec["energy"], root_pid=os.getpid(),
+                                           gpu_indices=spec.get("gpu_indices") or None).start()
     warm = make_requests(spec["workload"], spec["vocab_size"], count=spec["warmup_prompts"],
                          seed_offset=WARMUP_SEED_OFFSET)
     if warm:
         prompts, params = as_inputs(warm)
-        with nvtx_range(NVTX_WARMUP):
+        with nvtx_range(NVTX_WARMUP), timeline.phase("warmup"):
             llm.generate(prompts, params, use_tqdm=False)
     t_warm = time.perf_counter()
     if spec.get("cooldown_s"):
         print(f"[vllm-mobo] cool-down: {spec['cooldown_s']:g} s before the timed window", flush=True)
-        time.sleep(spec["cooldown_s"])
+        with timeline.phase("cooldown"):
+            time.sleep(spec["cooldown_s"])
 
     def batch(k: int) -> tuple[list, list, list]:
         requests = make_requests(spec["workload"], spec["vocab_size"], seed_offset=window_seed_offset(k))
@@ -125,10 +129,11 @@ def measure(llm, spec: dict, engine_init_s: float) -> dict:
     meters.start()
     started_at = time.time()
     t0 = time.perf_counter()
-    with nvtx_range(NVTX_MEASURE):
+    with nvtx_range(NVTX_MEASURE), timeline.phase("window", "timed window"):
         counts = timed_window(llm, first, batch, min_window_s, t0)
     elapsed = time.perf_counter() - t0
     readings = meters.stop()
+    power_timeline = timeline.stop(tail_s=TIMELINE_TAIL_S)
     if spec.get("cuda_profiler"):
         llm.stop_profile()  # each worker's cudaProfilerStop: nsys flushes its CUDA trace now
 
@@ -156,6 +161,7 @@ def measure(llm, spec: dict, engine_init_s: float) -> dict:
         "timing": {"engine_init_s": engine_init_s, "warmup_s": t_warm - t_ready, "measured_s": elapsed,
                    "cooldown_s": float(spec.get("cooldown_s") or 0.0), "window_started_at": started_at},
         "resolved_engine_args": resolved_engine_args(llm),
+        "power_timeline": power_timeline,
     }
 
 

@@ -59,6 +59,7 @@ from ..io import write_json_atomic
 from . import capacity as cap
 from .capacity import rate_label, sorted_rates
 from .energy import EnergySession, summarize
+from .energy.timeline import TIMELINE_TAIL_S, TimelineSampler
 from .failure import BenchmarkFailure
 from .load import (latency_metrics, load_tokenizer, merge_results, run_load, sample_requests, slo_check,
                    window_requests)
@@ -73,10 +74,11 @@ class Load:
     """The load generator pointed at one running server; every batch of requests it makes is fresh (a seed of its
     own, never the warm-up's)."""
 
-    def __init__(self, spec: dict, server: Server, tokenizer=None):
+    def __init__(self, spec: dict, server: Server, tokenizer=None, timeline: TimelineSampler | None = None):
         self.spec, self.server, self.tokenizer = spec, server, tokenizer
         self.base_url = f"http://{HOST}:{server.port}"
         self.batches = 0
+        self.timeline = timeline or TimelineSampler([], 0.0)  # marks the phases of the server's power timeline
 
     def requests(self, count: int) -> tuple[list, int]:
         """``count`` fresh requests and their seed offset."""
@@ -100,7 +102,8 @@ def measure_rate(spec: dict, load: Load, rate: float) -> dict:
     min_window_s = float(spec.get("min_window_s") or 0.0)
     num_prompts = online.get("num_prompts") or spec["workload"]["num_prompts"]
     if spec.get("cooldown_s"):
-        time.sleep(spec["cooldown_s"])
+        with load.timeline.phase("cooldown"):
+            time.sleep(spec["cooldown_s"])
     meters = EnergySession.from_config(spec["energy"], root_pid=load.server.pid, gpu_indices=spec.get("gpu_indices"))
     batch = load.requests(window_requests(rate, min_window_s, num_prompts))  # made before the meters start
     print(f"[vllm-mobo] rate {rate_label(rate)} req/s: {len(batch[0])} requests, window >= {min_window_s:g} s",
@@ -108,14 +111,16 @@ def measure_rate(spec: dict, load: Load, rate: float) -> dict:
     results, sent = [], 0
     meters.start()
     t0 = time.perf_counter()
-    while True:
-        results.append(load.send(batch, rate, goodput))
-        sent += len(batch[0])
-        loaded_s = sum(r["duration"] for r in results)
-        if loaded_s >= min_window_s or len(results) >= MAX_WINDOW_CALLS:
-            break
-        # a further call inside the window: num_prompts more at once, or the rest of the window at the rate
-        batch = load.requests(window_requests(rate, min_window_s - loaded_s, num_prompts if math.isinf(rate) else 1))
+    with load.timeline.phase("window", f"{rate:g} req/s"):
+        while True:
+            results.append(load.send(batch, rate, goodput))
+            sent += len(batch[0])
+            loaded_s = sum(r["duration"] for r in results)
+            if loaded_s >= min_window_s or len(results) >= MAX_WINDOW_CALLS:
+                break
+            # a further call inside the window: num_prompts more at once, or the rest of the window at the rate
+            batch = load.requests(window_requests(rate, min_window_s - loaded_s,
+                                                  num_prompts if math.isinf(rate) else 1))
     window_s = time.perf_counter() - t0
     readings = meters.stop()
     energy = summarize(readings)
@@ -234,15 +239,20 @@ def run(spec: dict, server_env: dict | None = None) -> dict:
         server, startup_s, port_notes = start_server(spec, parser, env=server_env)
         print(f"[vllm-mobo] API server healthy after {startup_s:.1f} s", flush=True)
         t_ready = time.perf_counter()
-        load = Load(spec, server, None if spec.get("server_command") else load_tokenizer(spec["model"]))
+        timeline = TimelineSampler.from_config(spec["energy"], root_pid=server.pid,
+                                               gpu_indices=spec.get("gpu_indices") or None)
+        load = Load(spec, server, None if spec.get("server_command") else load_tokenizer(spec["model"]),
+                    timeline.start())
         warm = sample_requests(spec, count=spec["warmup_prompts"], seed_offset=WARMUP_SEED_OFFSET)
         if warm:
-            run_load(load.base_url, spec["model"], warm, float("inf"), {}, seed=0, tokenizer=load.tokenizer)
+            with timeline.phase("warmup"):
+                run_load(load.base_url, spec["model"], warm, float("inf"), {}, seed=0, tokenizer=load.tokenizer)
         t_warm = time.perf_counter()
         if (online.get("capacity") or {}).get("enabled"):
             body = measure_capacity(spec, load)
         else:
             body = measure_rates(spec, load)
+        power_timeline = timeline.stop(tail_s=TIMELINE_TAIL_S)
         resolved = resolved_from_log(server.log_path)
     finally:
         if server is not None:
@@ -256,6 +266,7 @@ def run(spec: dict, server_env: dict | None = None) -> dict:
                    "total_s": time.perf_counter() - t_start},
         "resolved_engine_args": resolved,
         "server": {"command": server.cmd, "port": server.port, "port_notes": port_notes},
+        "power_timeline": power_timeline,
     }
 
 

@@ -254,7 +254,7 @@ def run_candidate(config: dict, candidate: dict, iteration: int, out_path: Path 
             record.update(status="ok", failure=None, metrics=result["measurements"], energy=result["energy"],
                           resolved_engine_args=result["resolved_engine_args"])
             record["timing"].update(result["timing"])
-            for key in ("energy_per_rate", "server"):
+            for key in ("energy_per_rate", "server", "power_timeline"):
                 if key in result:
                     record[key] = result[key]
         else:

@@ -1,5 +1,7 @@
-"""GPU energy from NVML: the total-energy counter (mJ since the driver loaded, Volta and newer), or, for a GPU
-without it, its power draw sampled every 50 ms in a background thread and integrated with the trapezoid rule."""
+"""GPU energy over a window: the total-energy counter (since the driver loaded, Volta and newer; read through Zeus
+where it can, else NVML, see :mod:`.gpu_counters`), or, for a GPU without it, its NVML power draw sampled every
+50 ms in a background thread and integrated with the trapezoid rule; with each GPU's identity and state (UUID,
+power limit, clocks, temperature, P-state: NVML, which Zeus's GPU layer does not report)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import threading
 import time
 from itertools import pairwise
 
+from .gpu_counters import gpu_counters
 from .readings import MEASURED, EnergyReading
 
 log = logging.getLogger(__name__)
@@ -75,13 +78,9 @@ class NvmlMeter:
         self._names = {i: _text(nvml.nvmlDeviceGetName(h)) for i, h in self._handles.items()}
         self._static = {i: self._static_info(h) for i, h in self._handles.items()}
         self._state_start = {i: self._state(h) for i, h in self._handles.items()}
-        self._counter_start_mj: dict[int, int] = {}
-        unsupported = {}
-        for i, h in self._handles.items():
-            try:
-                self._counter_start_mj[i] = nvml.nvmlDeviceGetTotalEnergyConsumption(h)
-            except nvml.NVMLError_NotSupported:
-                unsupported[i] = h
+        self._counters = gpu_counters(nvml, self._handles)
+        unsupported = {i: h for i, h in self._handles.items() if i not in self._counters.joules}
+        self._counter_start_j = {i: read() for i, read in self._counters.joules.items()}
         self._sampler = PowerSampler(nvml, unsupported) if unsupported else None
 
     @classmethod
@@ -136,8 +135,7 @@ class NvmlMeter:
     def stop(self, window_s: float) -> EnergyReading:
         """Reads the counters, ends sampling, and shuts NVML down (also when a read fails)."""
         try:
-            counter_j = {i: (self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handles[i]) - start) / 1000.0
-                         for i, start in self._counter_start_mj.items()}
+            counter_j = {i: self._counters.joules[i]() - start for i, start in self._counter_start_j.items()}
             sampled = self._sampler.stop() if self._sampler else {}
             state_end = {i: self._state(h) for i, h in self._handles.items()}
         finally:
@@ -146,13 +144,13 @@ class NvmlMeter:
         for i in self.indices:
             gpu = {"index": i, "name": self._names[i], **self._static[i]}
             if i in counter_j:
-                gpu.update(joules=counter_j[i], method="energy_counter")
+                gpu.update(joules=counter_j[i], method="energy_counter", reader=self._counters.reader)
             else:
                 gpu.update(joules=sampled[i][0], method="power_sampling", power_samples=sampled[i][1])
             gpus.append({**gpu, "start": self._state_start[i], "end": state_end[i]})
         methods = []
         if counter_j:
-            methods.append(f"NVML total-energy counter, GPUs {join_ids(counter_j)}")
+            methods.append(f"{self._counters.method}, GPUs {join_ids(counter_j)}")
         if sampled:
             methods.append(f"NVML power sampled every {POWER_SAMPLE_INTERVAL_S * 1000:g} ms and trapezoid-integrated "
                            f"(total-energy counter not supported), GPUs {join_ids(sampled)}")
@@ -161,5 +159,6 @@ class NvmlMeter:
             joules=sum(g["joules"] for g in gpus),
             provenance=MEASURED,
             method="; ".join(methods),
-            detail={"window_s": window_s, "driver_version": self._driver, "gpus": gpus},
+            detail={"window_s": window_s, "driver_version": self._driver, "gpus": gpus,
+                    **({"zeus_not_used": self._counters.note} if self._counters.note else {})},
         )

@@ -36,7 +36,7 @@ def _read_text(path: Path) -> str:
         raise RaplUnreadable(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _read_uj(path: Path) -> int:
+def read_uj(path: Path) -> int:
     text = _read_text(path)
     try:
         return int(text)
@@ -89,14 +89,14 @@ class RaplCounters:
 
     def __init__(self, domains: list[RaplDomain]):
         self.domains = domains
-        self._range_uj = {d.id: _read_uj(d.path / "max_energy_range_uj") for d in domains}
-        self._start_uj = {d.id: _read_uj(d.path / "energy_uj") for d in domains}
+        self._range_uj = {d.id: read_uj(d.path / "max_energy_range_uj") for d in domains}
+        self._start_uj = {d.id: read_uj(d.path / "energy_uj") for d in domains}
 
     def stop(self) -> dict[str, dict]:
         """Per domain id: ``{"name", "joules", "wrapped"}``."""
         out = {}
         for d in self.domains:
-            delta = _read_uj(d.path / "energy_uj") - self._start_uj[d.id]
+            delta = read_uj(d.path / "energy_uj") - self._start_uj[d.id]
             wrapped = delta < 0
             if wrapped:
                 delta += self._range_uj[d.id]

@@ -1,0 +1,244 @@
+"""Power over time of every metered source around a benchmark's measured windows: :class:`TimelineSampler`.
+
+A daemon thread reads each source's *cumulative* counter every ``interval_s`` and stores the mean power of each
+interval (joules difference / seconds), so the timeline integrates to what the window's meters report:
+
+- ``gpu<i>``: the total-energy counter of GPU ``i`` (``measured``; through Zeus or NVML, as the window's meter
+  reads it, :mod:`.gpu_counters`); a GPU without the counter has its NVML power draw read at each sample instead
+  (``measured``, NVML's own averaging);
+- ``cpu``, ``ram``: RAPL package and DRAM domains (``measured``, whole machine), each wrap of a counter added once;
+  where RAPL is unreadable, ``cpu`` is the busy CPU seconds of the benchmark's process tree x the configured
+  watts per core (``estimated``, as the window's CPU reading) and ``ram`` is left out (its estimate is constant
+  by construction).
+
+The caller marks phases (:meth:`TimelineSampler.phase`: ``warmup``, ``cooldown``, ``window`` with a label), so a
+figure can shade the measured windows and mark warm-up and idle. :meth:`TimelineSampler.stop` returns the
+``power_timeline`` block of a metrics record (read by :class:`vllm_mobo.records.PowerTimeline`). A failing read ends
+the sampling and is recorded in the block (``error``); it never fails the benchmark, whose energy comes from the
+window's own meters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .gpu_counters import gpu_counters
+from .process_tree import sample_tree
+from .rapl import RaplDomain, RaplUnreadable, read_uj, discover_rapl
+from .readings import ESTIMATED, MEASURED
+
+log = logging.getLogger(__name__)
+
+#: Default sampling interval (``energy.timeline_interval_s``): NVML's counter updates every 20-100 ms, so one
+#: interval of 0.5 s holds 5-25 updates and its mean power is off by at most one update's share (4-20%).
+DEFAULT_INTERVAL_S = 0.5
+#: Seconds sampled after the last window, so that a figure shows the power fall back.
+TIMELINE_TAIL_S = 1.0
+
+
+@dataclass
+class Channel:
+    """One curve: a name (``gpu0``, ``cpu``, ``ram``), its source, provenance and method, and how to read it:
+    ``read()`` returns cumulative joules (``kind="energy"``) or watts now (``kind="power"``)."""
+
+    name: str
+    source: str
+    provenance: str
+    method: str
+    read: Callable[[], float]
+    kind: str = "energy"
+
+    def describe(self) -> dict:
+        return {"name": self.name, "source": self.source, "provenance": self.provenance, "method": self.method}
+
+
+class _RaplEnergy:
+    """Cumulative joules of some RAPL domains since construction, each wrap of a counter added once."""
+
+    def __init__(self, domains: list[RaplDomain]):
+        self.domains = domains
+        self._range = {d.id: read_uj(d.path / "max_energy_range_uj") for d in domains}
+        self._last = {d.id: read_uj(d.path / "energy_uj") for d in domains}
+        self._total_uj = 0
+
+    def __call__(self) -> float:
+        for d in self.domains:
+            now = read_uj(d.path / "energy_uj")
+            delta = now - self._last[d.id]
+            self._total_uj += delta + self._range[d.id] if delta < 0 else delta
+            self._last[d.id] = now
+        return self._total_uj / 1e6
+
+
+def rapl_channels(rapl_root: Path, root_pid: int, cpu_watts_per_core: float) -> list[Channel]:
+    """``cpu`` (RAPL packages, else the process-tree estimate) and ``ram`` (RAPL DRAM, where every domain reads)."""
+    try:
+        packages, drams = discover_rapl(rapl_root)
+        cpu = Channel("cpu", "cpu", MEASURED, "RAPL package domains (whole machine)", _RaplEnergy(packages))
+    except RaplUnreadable as exc:
+        reason = str(exc)
+        return [Channel("cpu", "cpu", ESTIMATED,
+                        f"estimated: busy CPU-seconds of the benchmark process tree x {cpu_watts_per_core:g} W per "
+                        f"core (RAPL unreadable: {reason})",
+                        lambda: sample_tree(root_pid).cpu_s * cpu_watts_per_core)]
+    channels = [cpu]
+    if drams:
+        try:
+            channels.append(Channel("ram", "ram", MEASURED, "RAPL DRAM domains (whole machine)", _RaplEnergy(drams)))
+        except RaplUnreadable as exc:
+            log.info("power timeline without RAM: %s", exc)
+    return channels
+
+
+def gpu_channels(nvml, indices: list[int]) -> list[Channel]:
+    """One channel per GPU: its total-energy counter (through Zeus or NVML, as the window's meter reads it), or
+    its NVML power draw where the counter is not supported."""
+    handles = {i: nvml.nvmlDeviceGetHandleByIndex(i) for i in indices}
+    counters = gpu_counters(nvml, handles)
+    channels = []
+    for i, handle in handles.items():
+        if i in counters.joules:
+            channels.append(Channel(f"gpu{i}", "gpu", MEASURED, f"{counters.method} of GPU {i}", counters.joules[i]))
+        else:
+            channels.append(Channel(f"gpu{i}", "gpu", MEASURED, f"NVML power draw of GPU {i}",
+                                    lambda h=handle: nvml.nvmlDeviceGetPowerUsage(h) / 1000.0, kind="power"))
+    return channels
+
+
+class TimelineSampler:
+    """Samples the power of ``channels`` every ``interval_s`` from :meth:`start` to :meth:`stop`.
+
+    Build one with :meth:`open` (the benchmark's meters: GPUs through NVML, CPU/RAM through RAPL or the estimate);
+    ``interval_s <= 0`` gives a timeline that records nothing and returns None."""
+
+    def __init__(self, channels: list[Channel], interval_s: float = DEFAULT_INTERVAL_S, on_stop=None):
+        self.channels = channels
+        self.interval_s = float(interval_s)
+        self._on_stop = on_stop
+        self._t: list[float] = []
+        self._watts: dict[str, list[float]] = {c.name: [] for c in channels}
+        self._last: dict[str, float] = {}
+        self._phases: list[dict] = []
+        self._error: str | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+        self._started_at = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval_s > 0 and bool(self.channels)
+
+    @classmethod
+    def open(cls, *, interval_s: float, root_pid: int, gpu_indices: list[int] | None = None,
+             cpu_watts_per_core: float = 7.5, rapl_root: str | Path = "/sys/class/powercap",
+             use_nvml: bool = True) -> TimelineSampler:
+        """The benchmark's sources; a source that cannot be opened is left out with a log line."""
+        if interval_s <= 0:
+            return cls([], 0.0)
+        channels, nvml = [], None
+        if gpu_indices and use_nvml:
+            try:
+                import pynvml
+                pynvml.nvmlInit()
+                nvml = pynvml
+                channels += gpu_channels(pynvml, list(gpu_indices))
+            except Exception as exc:  # no pynvml, no driver: the window's meters say the same in their reading
+                log.warning("power timeline without GPUs %s: %s", gpu_indices, exc)
+        channels += rapl_channels(Path(rapl_root), root_pid, cpu_watts_per_core)
+        return cls(channels, interval_s, on_stop=nvml.nvmlShutdown if nvml else None)
+
+    @classmethod
+    def from_config(cls, energy: dict, *, root_pid: int, gpu_indices: list[int] | None = None,
+                    **kwargs) -> TimelineSampler:
+        """The timeline of a benchmark from the ``energy`` section of the config (``timeline_interval_s``, the
+        CPU estimate's watts per core); the GPUs are the caller's, as for the window's meters."""
+        return cls.open(interval_s=float(energy.get("timeline_interval_s", DEFAULT_INTERVAL_S)), root_pid=root_pid,
+                        gpu_indices=gpu_indices, cpu_watts_per_core=energy.get("cpu_watts_per_core", 7.5), **kwargs)
+
+    def start(self) -> TimelineSampler:
+        """Begins sampling (a first read marks ``t = 0``); a source that fails its first read disables the timeline
+        with a log line, since the benchmark's energy does not depend on it."""
+        if not self.enabled or self._thread is not None:
+            return self
+        self._t0 = time.perf_counter()
+        self._started_at = time.time()
+        try:
+            self._read(first=True)
+        except Exception as exc:
+            log.warning("no power timeline: %s: %s", type(exc).__name__, exc)
+            self.channels = []
+            return self
+        self._thread = threading.Thread(target=self._run, name="power-timeline", daemon=True)
+        self._thread.start()
+        return self
+
+    def _read(self, first: bool = False) -> None:
+        now = time.perf_counter() - self._t0
+        values = {c.name: c.read() for c in self.channels}
+        with self._lock:
+            if not first:
+                dt = now - self._t[-1] if self._t else now
+                self._t.append(now)
+                for c in self.channels:
+                    if c.kind == "power":
+                        watts = values[c.name]
+                    else:
+                        watts = max(values[c.name] - self._last[c.name], 0.0) / max(dt, 1e-9)
+                    self._watts[c.name].append(watts)
+            else:
+                self._t.append(now)  # t_s[0] = 0: the start; intervals end at t_s[1:]
+            self._last = values
+
+    def _run(self) -> None:
+        try:
+            while not self._done.wait(self.interval_s):
+                self._read()
+        except Exception as exc:  # ends the curve; the window's meters still give the energy
+            self._error = f"{type(exc).__name__}: {exc}"
+            log.warning("power timeline stopped: %s", self._error)
+
+    @contextlib.contextmanager
+    def phase(self, name: str, label: str | None = None):
+        """Marks ``name`` (``warmup``, ``cooldown``, ``window``) from entry to exit."""
+        start = time.perf_counter() - self._t0 if self._thread else None
+        try:
+            yield
+        finally:
+            if start is not None:
+                self._phases.append({"phase": name, "label": label, "start_s": start,
+                                     "end_s": time.perf_counter() - self._t0})
+
+    def stop(self, tail_s: float = 0.0) -> dict | None:
+        """Samples ``tail_s`` more seconds, ends the sampling after a last read and returns the ``power_timeline``
+        block (:class:`vllm_mobo.records.PowerTimeline`), or None when disabled."""
+        if self._thread is None:
+            return None
+        if tail_s > 0:
+            time.sleep(tail_s)
+        self._done.set()
+        self._thread.join()
+        self._thread = None
+        if self._error is None:
+            try:
+                self._read()
+            except Exception as exc:
+                self._error = f"{type(exc).__name__}: {exc}"
+        if self._on_stop is not None:
+            with contextlib.suppress(Exception):
+                self._on_stop()
+        block = {"interval_s": self.interval_s, "started_at": self._started_at,
+                 "channels": [c.describe() for c in self.channels],
+                 "t_s": [round(t, 4) for t in self._t],
+                 "watts": {name: [round(w, 3) for w in ws] for name, ws in self._watts.items()},
+                 "phases": self._phases}
+        if self._error:
+            block["error"] = self._error
+        return block

@@ -1,0 +1,89 @@
+"""GPU energy counters through Zeus (``zeus.device.gpu``): Zeus's real GPU layer over pynvml whose device calls
+answer as H100s would (there is no GPU here; the real path ran on an H200, docs/gpu/), with CUDA_VISIBLE_DEVICES
+as a pinned candidate has it, and the fall-backs to NVML, each with its reason."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import pynvml
+import pytest
+import zeus.device.gpu as zeus_gpu
+
+from vllm_mobo.measure.energy.gpu_counters import NVML, ZEUS, gpu_counters, visible_to_zeus
+from vllm_mobo.measure.energy.nvml import NvmlMeter
+from vllm_mobo.measure.energy.timeline import TimelineSampler
+
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Three GPUs' counters (mJ) behind pynvml's device calls; Zeus's GPU singleton is built anew over them."""
+    counters = {0: 1_000_000, 1: 2_000_000, 2: 3_000_000}
+    arch = {0: pynvml.NVML_DEVICE_ARCH_HOPPER, 1: pynvml.NVML_DEVICE_ARCH_HOPPER, 2: pynvml.NVML_DEVICE_ARCH_HOPPER}
+
+    def not_supported(*_):
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+    for name, fn in {"nvmlInit": lambda: None, "nvmlShutdown": lambda: None, "nvmlDeviceGetCount": lambda: 3,
+                     "nvmlDeviceGetHandleByIndex": lambda i: i, "nvmlDeviceGetC2cModeInfoV": not_supported,
+                     "nvmlDeviceGetArchitecture": lambda h: arch[h],
+                     "nvmlDeviceGetTotalEnergyConsumption": lambda h: counters[h],
+                     "nvmlSystemGetDriverVersion": lambda: "580.159.04", "nvmlDeviceGetName": lambda h: "Fake H100",
+                     "nvmlDeviceGetPowerUsage": lambda h: 300_000}.items():
+        monkeypatch.setattr(pynvml, name, fn)
+    monkeypatch.setattr(zeus_gpu, "_gpus", None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return SimpleNamespace(mj=counters, arch=arch)
+
+
+def test_zeus_reads_the_counters_of_visible_gpus(gpus):
+    c = gpu_counters(pynvml, {0: 0, 1: 1})
+    assert (c.reader, c.note) == (ZEUS, "") and c.method == "Zeus total-energy counter (zeus.device.gpu)"
+    assert c.joules[0]() == 1000.0 and c.joules[1]() == 2000.0
+    gpus.mj[1] += 5_000
+    assert c.joules[1]() == 2005.0
+
+
+def test_zeus_indices_follow_cuda_visible_devices(gpus, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")  # a candidate pinned to NVML GPUs 2 and 0
+    c = gpu_counters(pynvml, {0: 0, 2: 2})
+    assert c.reader == ZEUS
+    assert c.joules[0]() == 1000.0 and c.joules[2]() == 3000.0  # Zeus's GPU 1 is NVML's 0, its GPU 0 NVML's 2
+
+
+def test_gpus_outside_cuda_visible_devices_are_read_through_nvml(gpus, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # energy.gpu_scope node: every GPU of the node, one visible
+    c = gpu_counters(pynvml, {0: 0, 1: 1, 2: 2})
+    assert c.reader == NVML and "GPUs [0, 2] are outside CUDA_VISIBLE_DEVICES=1" in c.note
+    assert {i: read() for i, read in c.joules.items()} == {0: 1000.0, 1: 2000.0, 2: 3000.0}
+
+
+def test_without_zeus_or_a_counter_nvml_reads_and_says_why(gpus, monkeypatch):
+    gpus.arch[1] = pynvml.NVML_DEVICE_ARCH_PASCAL  # Zeus: no counter before Volta
+    c = gpu_counters(pynvml, {0: 0, 1: 1})
+    assert c.reader == NVML and c.note == "GPUs [1] have no total-energy counter"
+    monkeypatch.setitem(sys.modules, "zeus.device.gpu", None)  # not installed
+    c = gpu_counters(pynvml, {0: 0})
+    assert c.reader == NVML and c.note == "Zeus is not installed" and c.joules[0]() == 1000.0
+
+
+def test_visible_to_zeus():
+    assert visible_to_zeus([0, 1], None) == {0: 0, 1: 1}
+    assert visible_to_zeus([3], "1,3") == {3: 1}
+    assert "not a list of indices" in visible_to_zeus([0], "GPU-8f2a,GPU-77c1")
+
+
+def test_the_window_meter_and_the_timeline_read_through_zeus(gpus, monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    meter = NvmlMeter(pynvml, [0, 1])
+    gpus.mj[0] += 40_000
+    gpus.mj[1] += 60_000
+    reading = meter.stop(window_s=1.0)
+    assert reading.joules == pytest.approx(100.0)
+    assert reading.method == "Zeus total-energy counter (zeus.device.gpu), GPUs 0,1"
+    assert [g["reader"] for g in reading.detail["gpus"]] == [ZEUS, ZEUS] and "zeus_not_used" not in reading.detail
+    sampler = TimelineSampler.open(interval_s=0.05, root_pid=1, gpu_indices=[0, 1], rapl_root=tmp_path / "none")
+    assert [c.method for c in sampler.channels[:2]] == [f"Zeus total-energy counter (zeus.device.gpu) of GPU {i}"
+                                                        for i in (0, 1)]
