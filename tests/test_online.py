@@ -287,6 +287,12 @@ def test_rates_slos_and_headline_against_a_stand_in_server(tmp_path):
     assert 5.0 <= m["tpot_ms_p50"] < 60 and m["ttft_ms_p50"] <= m["ttft_ms_p99"] <= m["e2el_ms_p99"]
     assert 0 <= m["client_overhead_in_window_s"] < m["energy_window_s"]
     assert result["energy"]["sources"] and len(result["energy_per_rate"]) == 2
+    phases = result["power_timeline"]["phases"]  # the server's power timeline, every window marked in order
+    assert [(p["phase"], p["label"]) for p in phases] == [("warmup", None), ("window", "4 req/s"),
+                                                          ("window", "1000 req/s")]
+    windows = [p for p in phases if p["phase"] == "window"]
+    assert [w["end_s"] - w["start_s"] for w in windows] == pytest.approx(
+        [r["energy_window_s"] for r in m["rates"]], abs=0.05)
     assert wait_gone(int((tmp_path / "server.pid").read_text()))
 
 

@@ -35,7 +35,9 @@ def gpus(monkeypatch):
         monkeypatch.setattr(pynvml, name, fn)
     monkeypatch.setattr(zeus_gpu, "_gpus", None)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    return SimpleNamespace(mj=counters, arch=arch)
+    zeus_gpu.nvml_is_available.cache_clear()  # Zeus remembers whether NVML started (it did not, earlier, here)
+    yield SimpleNamespace(mj=counters, arch=arch)
+    zeus_gpu.nvml_is_available.cache_clear()  # nor will it after the stand-in
 
 
 def test_zeus_reads_the_counters_of_visible_gpus(gpus):

@@ -216,7 +216,7 @@ class PowerTimeline:
     """Power over time of every metered source around a benchmark's measured windows (the ``power_timeline`` block
     of ``metrics.json``, written by :class:`vllm_mobo.measure.energy.timeline.TimelineSampler`).
 
-    ``t_s`` (n + 1): sample times in seconds since the timeline started, ``t_s[0] = 0``; ``watts[channel]`` (n):
+    ``t_s`` (n + 1): sample times in seconds since the timeline started (``t_s[0]``: the first read); ``watts[channel]`` (n):
     the mean power of each interval ``(t_s[k], t_s[k + 1]]``. ``channels``: name, source, provenance, method of each
     curve. ``phases``: ``{"phase": "warmup" | "cooldown" | "window", "label", "start_s", "end_s"}``."""
 

@@ -22,6 +22,7 @@ from .baseline import default_comparison, default_text, role_label, roles
 from .energy import energy_by_source, energy_qualifier, energy_text, estimated_sources
 from .export import serve_model
 from .knobs import knob_importance, knob_text
+from .power import steadiness_table, steadiness_text
 from .tables import knee_rule
 from .tradeoffs import tradeoff_table, tradeoff_text
 
@@ -187,7 +188,7 @@ def latex_context(obs: pd.DataFrame, pareto: pd.DataFrame, records: list[Record]
         "figures": [{"name": Raw(n.replace("_", "-")), "path": Raw(Path(p).as_posix()), "caption": c} for n, (p, c) in figures.items()],
         "default_text": default_text(obs, pareto, objectives),
         "knob_text": knob_text(obs, keys, objectives),
-        "energy_text": energy_text(obs, records),
+        "energy_text": energy_text(obs, records) + steadiness_text(steadiness_table(records)),
         "limitations": limitations(obs, records, keys, summary),
         "pareto": table(pareto_rows(pareto, objectives)),
         "roles": {role_label(r): n for r, n in found.items()},

@@ -72,10 +72,28 @@ def steadiness_table(records: list[Record]) -> pd.DataFrame:
                                        "intervals", "mean_w", "sd_w", "cv", "provenance"])
 
 
+def steadiness_text(table: pd.DataFrame) -> list[str]:
+    """One sentence for the report: the median and the largest coefficient of variation of the windows' power,
+    naming the least steady window; empty without timelines."""
+    ok = table.dropna(subset=["cv"])
+    if ok.empty:
+        return []
+    worst = ok.loc[ok["cv"].idxmax()]
+    estimated = " (ESTIMATED: the CPU curve where RAPL is unreadable)" if ok["provenance"].str.contains(
+        ESTIMATED).any() else ""
+    return [f"Power within the measured windows{estimated}: over {len(ok)} windows of "
+            f"{ok['candidate'].nunique()} configurations, the total power's coefficient of variation over the "
+            f"timeline's intervals had a median of {100 * ok['cv'].median():.1f}% and a maximum of "
+            f"{100 * worst['cv']:.1f}% ({worst['candidate']}, window {worst['label'] or int(worst['window'])}); "
+            f"the power timelines of vLLM's default and the front are drawn in the figures."]
+
+
 def _panel(ax, record: Record, role: str) -> None:
     tl = record.power_timeline
-    for p in tl.phases:
+    for k, p in enumerate(tl.phases):
         colour, alpha, _ = PHASE_STYLE.get(p["phase"], ("#bbbbbb", 0.1, p["phase"]))
+        if p["phase"] == "window" and k % 2:  # back-to-back windows (online: one per rate) in two shades
+            alpha *= 1.8
         ax.axvspan(p["start_s"], p["end_s"], color=colour, alpha=alpha, lw=0)
     for ch in tl.channels:
         watts = tl.watts.get(ch["name"], ())
@@ -105,22 +123,17 @@ def timelines_figure(records: list[Record], roles: dict[str, str], path_png: str
     if not records:
         _message_figure("no power timeline recorded for the front's configurations", path_png, path_pdf, title)
         return
-    fig, axes = plt.subplots(len(records), 1, figsize=(8, 2.3 * len(records) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(records), 1, figsize=(8, 2.3 * len(records)), squeeze=False)
     for ax, r in zip(axes[:, 0], records):
         _panel(ax, r, roles.get(r.candidate, ""))
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles, _ = axes[0, 0].get_legend_handles_labels()
     seen = {p["phase"] for r in records for p in r.power_timeline.phases}
     handles += [Patch(color=c, alpha=max(a, 0.3), label=lab) for ph, (c, a, lab) in PHASE_STYLE.items() if ph in seen]
-    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=7,
-               bbox_to_anchor=(0.5, 1.0), frameon=False)
+    axes[0, 0].legend(handles=handles, loc="lower right", ncol=min(len(handles), 5), fontsize=6, framealpha=0.9)
     interval = records[0].power_timeline.interval_s
-    fig.suptitle((title + "\n" if title else "") + f"power over time, mean of every {interval:g} s interval",
-                 fontsize=9, y=1.0 - 0.35 / (2.3 * len(records) + 0.6))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / (2.3 * len(records) + 0.6)))
-    fig.savefig(path_png, dpi=150)
-    if path_pdf:
-        fig.savefig(path_pdf)
-    plt.close(fig)
+    axes[0, 0].set_title((title + ": " if title else "") + f"power over time, mean of every {interval:g} s "
+                         f"interval\n{axes[0, 0].get_title()}", fontsize=8)
+    _save(fig, path_png, path_pdf)
 
 
 def steadiness_figure(table: pd.DataFrame, path_png: str, path_pdf: str | None = None, title: str = "") -> None:

@@ -1,7 +1,8 @@
 """Power over time of every metered source around a benchmark's measured windows: :class:`TimelineSampler`.
 
 A daemon thread reads each source's *cumulative* counter every ``interval_s`` and stores the mean power of each
-interval (joules difference / seconds), so the timeline integrates to what the window's meters report:
+interval (joules difference / seconds), so that over whole intervals the curve integrates to the counter's joules
+(the figure the window's meters report) within the milliseconds the reads take:
 
 - ``gpu<i>``: the total-energy counter of GPU ``i`` (``measured``; through Zeus or NVML, as the window's meter
   reads it, :mod:`.gpu_counters`); a GPU without the counter has its NVML power draw read at each sample instead
@@ -30,7 +31,7 @@ from typing import Callable
 
 from .gpu_counters import gpu_counters
 from .process_tree import sample_tree
-from .rapl import RaplDomain, RaplUnreadable, read_uj, discover_rapl
+from .rapl import RaplDomain, RaplUnreadable, discover_rapl, read_uj
 from .readings import ESTIMATED, MEASURED
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def gpu_channels(nvml, indices: list[int]) -> list[Channel]:
 class TimelineSampler:
     """Samples the power of ``channels`` every ``interval_s`` from :meth:`start` to :meth:`stop`.
 
-    Build one with :meth:`open` (the benchmark's meters: GPUs through NVML, CPU/RAM through RAPL or the estimate);
+    Build one with :meth:`open` (the benchmark's sources: GPU counters, CPU/RAM through RAPL or the estimate);
     ``interval_s <= 0`` gives a timeline that records nothing and returns None."""
 
     def __init__(self, channels: list[Channel], interval_s: float = DEFAULT_INTERVAL_S, on_stop=None):
@@ -123,7 +124,7 @@ class TimelineSampler:
         self._on_stop = on_stop
         self._t: list[float] = []
         self._watts: dict[str, list[float]] = {c.name: [] for c in channels}
-        self._last: dict[str, float] = {}
+        self._last: dict[str, tuple[float, float]] = {}  # channel -> (value, time) of the last read
         self._phases: list[dict] = []
         self._error: str | None = None
         self._done = threading.Event()
@@ -175,27 +176,33 @@ class TimelineSampler:
         except Exception as exc:
             log.warning("no power timeline: %s: %s", type(exc).__name__, exc)
             self.channels = []
+            if self._on_stop is not None:
+                with contextlib.suppress(Exception):
+                    self._on_stop()
             return self
         self._thread = threading.Thread(target=self._run, name="power-timeline", daemon=True)
         self._thread.start()
         return self
 
     def _read(self, first: bool = False) -> None:
-        now = time.perf_counter() - self._t0
-        values = {c.name: c.read() for c in self.channels}
+        """One sample: each channel read, then stamped, so that a thread delayed before a read (the GIL, a busy
+        core) does not put the joules of the delay into the wrong interval; the sample's time is the mean stamp."""
+        values, stamps = {}, {}
+        for c in self.channels:
+            values[c.name] = c.read()
+            stamps[c.name] = time.perf_counter() - self._t0
+        now = sum(stamps.values()) / len(stamps)
         with self._lock:
             if not first:
-                dt = now - self._t[-1] if self._t else now
-                self._t.append(now)
                 for c in self.channels:
                     if c.kind == "power":
                         watts = values[c.name]
                     else:
-                        watts = max(values[c.name] - self._last[c.name], 0.0) / max(dt, 1e-9)
+                        last_value, last_stamp = self._last[c.name]
+                        watts = max(values[c.name] - last_value, 0.0) / max(stamps[c.name] - last_stamp, 1e-9)
                     self._watts[c.name].append(watts)
-            else:
-                self._t.append(now)  # t_s[0] = 0: the start; intervals end at t_s[1:]
-            self._last = values
+            self._t.append(now)  # t_s[0]: the start; intervals end at t_s[1:]
+            self._last = {name: (values[name], stamps[name]) for name in values}
 
     def _run(self) -> None:
         try:
