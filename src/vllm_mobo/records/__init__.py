@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .timeline import PowerTimeline
+
 #: The version :mod:`vllm_mobo.measure.runner` writes. Version 1 files (every run so far) read the same.
 SCHEMA_VERSION = 1
 
@@ -209,53 +211,6 @@ class Failure:
         if not d:
             return None
         return cls(d.get("kind", ""), d.get("reason", ""), d.get("returncode"), d.get("log_tail", ""))
-
-
-@dataclass(frozen=True)
-class PowerTimeline:
-    """Power over time of every metered source around a benchmark's measured windows (the ``power_timeline`` block
-    of ``metrics.json``, written by :class:`vllm_mobo.measure.energy.timeline.TimelineSampler`).
-
-    ``t_s`` (n + 1): sample times in seconds since the timeline started (``t_s[0]``: the first read); ``watts[channel]`` (n):
-    the mean power of each interval ``(t_s[k], t_s[k + 1]]``. ``channels``: name, source, provenance, method of each
-    curve. ``phases``: ``{"phase": "warmup" | "cooldown" | "window", "label", "start_s", "end_s"}``."""
-
-    interval_s: float
-    started_at: float
-    channels: tuple[dict, ...]
-    t_s: tuple[float, ...]
-    watts: dict
-    phases: tuple[dict, ...]
-    error: str | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> PowerTimeline | None:
-        if not d:
-            return None
-        return cls(float(d.get("interval_s", 0.0)), float(d.get("started_at", 0.0)), tuple(d.get("channels") or ()),
-                   tuple(float(t) for t in d.get("t_s") or ()),
-                   {k: tuple(float(w) for w in v) for k, v in (d.get("watts") or {}).items()},
-                   tuple(d.get("phases") or ()), d.get("error"))
-
-    @property
-    def windows(self) -> list[dict]:
-        """The measured windows, in order."""
-        return [p for p in self.phases if p.get("phase") == "window"]
-
-    def total_watts(self) -> list[float]:
-        """The sum of every channel per interval."""
-        return [sum(ws) for ws in zip(*self.watts.values())] if self.watts else []
-
-    def window_power(self, window: dict) -> dict:
-        """Mean and standard deviation of the total power over the intervals that lie inside ``window``, their
-        count, and the coefficient of variation (sd / mean): how steady the window was."""
-        total = self.total_watts()
-        inside = [w for w, t0, t1 in zip(total, self.t_s, self.t_s[1:])
-                  if t0 >= window["start_s"] - 1e-9 and t1 <= window["end_s"] + 1e-9]
-        n = len(inside)
-        mean = sum(inside) / n if n else math.nan
-        sd = math.sqrt(sum((w - mean) ** 2 for w in inside) / (n - 1)) if n > 1 else math.nan
-        return {"intervals": n, "mean_w": mean, "sd_w": sd, "cv": sd / mean if n > 1 and mean > 0 else math.nan}
 
 
 @dataclass(frozen=True)
