@@ -82,26 +82,40 @@ def discover_rapl(root: Path) -> tuple[list[RaplDomain], list[RaplDomain]]:
 
 
 class RaplCounters:
-    """Energy counters of a set of domains over the window; every domain must be readable at start and stop.
+    """Energy counters of a set of domains since construction; every domain must be readable at every read.
 
-    ``energy_uj`` wraps to zero after ``max_energy_range_uj``: a negative difference adds the range once, so a
-    window must be shorter than one wrap period (minutes to hours, depending on the power draw)."""
+    ``energy_uj`` wraps to zero after ``max_energy_range_uj``: a negative difference between two reads adds the
+    range once, so reads must come more often than one wrap period (minutes to hours, depending on the power
+    draw); the power timeline reads every fraction of a second, a window's meter at its start and stop."""
 
     def __init__(self, domains: list[RaplDomain]):
         self.domains = domains
         self._range_uj = {d.id: read_uj(d.path / "max_energy_range_uj") for d in domains}
-        self._start_uj = {d.id: read_uj(d.path / "energy_uj") for d in domains}
+        self._last_uj = {d.id: read_uj(d.path / "energy_uj") for d in domains}
+        self._total_uj = {d.id: 0 for d in domains}
+        self._wrapped = {d.id: False for d in domains}
+
+    def read(self) -> dict[str, int]:
+        """Microjoules per domain id since construction."""
+        for d in self.domains:
+            now = read_uj(d.path / "energy_uj")
+            delta = now - self._last_uj[d.id]
+            if delta < 0:
+                delta += self._range_uj[d.id]
+                self._wrapped[d.id] = True
+            self._total_uj[d.id] += delta
+            self._last_uj[d.id] = now
+        return dict(self._total_uj)
+
+    def joules(self) -> float:
+        """Joules of all the domains together since construction."""
+        return sum(self.read().values()) / 1e6
 
     def stop(self) -> dict[str, dict]:
         """Per domain id: ``{"name", "joules", "wrapped"}``."""
-        out = {}
-        for d in self.domains:
-            delta = read_uj(d.path / "energy_uj") - self._start_uj[d.id]
-            wrapped = delta < 0
-            if wrapped:
-                delta += self._range_uj[d.id]
-            out[d.id] = {"name": d.name, "joules": delta / 1e6, "wrapped": wrapped}
-        return out
+        totals = self.read()
+        return {d.id: {"name": d.name, "joules": totals[d.id] / 1e6, "wrapped": self._wrapped[d.id]}
+                for d in self.domains}
 
 
 @dataclass

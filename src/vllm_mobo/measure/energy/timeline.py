@@ -31,7 +31,7 @@ from typing import Callable
 
 from .gpu_counters import gpu_counters
 from .process_tree import sample_tree
-from .rapl import RaplDomain, RaplUnreadable, discover_rapl, read_uj
+from .rapl import RaplCounters, RaplUnreadable, discover_rapl
 from .readings import ESTIMATED, MEASURED
 
 log = logging.getLogger(__name__)
@@ -59,29 +59,12 @@ class Channel:
         return {"name": self.name, "source": self.source, "provenance": self.provenance, "method": self.method}
 
 
-class _RaplEnergy:
-    """Cumulative joules of some RAPL domains since construction, each wrap of a counter added once."""
-
-    def __init__(self, domains: list[RaplDomain]):
-        self.domains = domains
-        self._range = {d.id: read_uj(d.path / "max_energy_range_uj") for d in domains}
-        self._last = {d.id: read_uj(d.path / "energy_uj") for d in domains}
-        self._total_uj = 0
-
-    def __call__(self) -> float:
-        for d in self.domains:
-            now = read_uj(d.path / "energy_uj")
-            delta = now - self._last[d.id]
-            self._total_uj += delta + self._range[d.id] if delta < 0 else delta
-            self._last[d.id] = now
-        return self._total_uj / 1e6
-
-
 def rapl_channels(rapl_root: Path, root_pid: int, cpu_watts_per_core: float) -> list[Channel]:
     """``cpu`` (RAPL packages, else the process-tree estimate) and ``ram`` (RAPL DRAM, where every domain reads)."""
     try:
         packages, drams = discover_rapl(rapl_root)
-        cpu = Channel("cpu", "cpu", MEASURED, "RAPL package domains (whole machine)", _RaplEnergy(packages))
+        cpu = Channel("cpu", "cpu", MEASURED, "RAPL package domains (whole machine)",
+                      RaplCounters(packages).joules)
     except RaplUnreadable as exc:
         reason = str(exc)
         return [Channel("cpu", "cpu", ESTIMATED,
@@ -91,7 +74,8 @@ def rapl_channels(rapl_root: Path, root_pid: int, cpu_watts_per_core: float) -> 
     channels = [cpu]
     if drams:
         try:
-            channels.append(Channel("ram", "ram", MEASURED, "RAPL DRAM domains (whole machine)", _RaplEnergy(drams)))
+            channels.append(Channel("ram", "ram", MEASURED, "RAPL DRAM domains (whole machine)",
+                                    RaplCounters(drams).joules))
         except RaplUnreadable as exc:
             log.info("power timeline without RAM: %s", exc)
     return channels
