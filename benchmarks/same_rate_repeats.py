@@ -20,9 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from vllm_mobo.records import load_records  # noqa: E402
+from vllm_mobo.records import load_records
 
 METRICS = {"joules_per_output_token": "J/token", "tpot_ms_p99": "p99 TPOT", "ttft_ms_p99": "p99 TTFT",
            "output_tokens_per_s": "output tok/s"}

@@ -97,7 +97,8 @@ def gpu_channels(nvml, indices: list[int]) -> list[Channel]:
 
 
 class TimelineSampler:
-    """Samples the power of ``channels`` every ``interval_s`` from :meth:`start` to :meth:`stop`.
+    """Samples the power of ``channels`` every ``interval_s`` from :meth:`start` to :meth:`stop`: only the sampling
+    thread writes the samples until :meth:`stop` has joined it.
 
     Build one with :meth:`open` (the benchmark's sources: GPU counters, CPU/RAM through RAPL or the estimate);
     ``interval_s <= 0`` gives a timeline that records nothing and returns None."""
@@ -112,7 +113,6 @@ class TimelineSampler:
         self._phases: list[dict] = []
         self._error: str | None = None
         self._done = threading.Event()
-        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
         self._started_at = 0.0
@@ -175,18 +175,16 @@ class TimelineSampler:
         for c in self.channels:
             values[c.name] = c.read()
             stamps[c.name] = time.perf_counter() - self._t0
-        now = sum(stamps.values()) / len(stamps)
-        with self._lock:
-            if not first:
-                for c in self.channels:
-                    if c.kind == "power":
-                        watts = values[c.name]
-                    else:
-                        last_value, last_stamp = self._last[c.name]
-                        watts = max(values[c.name] - last_value, 0.0) / max(stamps[c.name] - last_stamp, 1e-9)
-                    self._watts[c.name].append(watts)
-            self._t.append(now)  # t_s[0]: the start; intervals end at t_s[1:]
-            self._last = {name: (values[name], stamps[name]) for name in values}
+        if not first:
+            for c in self.channels:
+                if c.kind == "power":
+                    watts = values[c.name]
+                else:
+                    last_value, last_stamp = self._last[c.name]
+                    watts = max(values[c.name] - last_value, 0.0) / max(stamps[c.name] - last_stamp, 1e-9)
+                self._watts[c.name].append(watts)
+        self._t.append(sum(stamps.values()) / len(stamps))  # t_s[0]: the start; intervals end at t_s[1:]
+        self._last = {name: (values[name], stamps[name]) for name in values}
 
     def _run(self) -> None:
         try:
