@@ -33,7 +33,7 @@ get .wa snakemake==9.27.1 snakemake-interface-common==1.23.0 snakemake-interface
   fastjsonschema==2.22.3 jupyter-core==5.9.1 traitlets==5.16.1 platformdirs==4.14.9 smart-open==7.7.1 wrapt==2.5.2 \
   sqlmodel==0.0.37 sqlalchemy==2.0.58 greenlet==3.5.6 tenacity==9.2.1 throttler==1.2.3
 # connection-pool has no wheel on PyPI, only a pure-Python sdist: built here into one (py3-none-any).
-python3 -m pip wheel -q --no-deps --no-build-isolation -w .wa connection-pool==0.0.3
+python3 -m pip wheel -q --no-deps -w .wa connection-pool==0.0.3
 ls .wa/connection_pool-0.0.3-py3-none-any.whl >/dev/null
 get .wb pymoo==0.6.2 moocore==0.3.2 cffi==2.1.1 pycparser==3.12 autograd==1.9.1 cma==4.5.0 alive-progress==3.3.0 \
   about-time==4.2.1 graphemeu==0.7.2 deprecated==1.3.1 seaborn==0.13.2 tabulate==0.10.0 pygments==2.21.0 \
