@@ -50,6 +50,12 @@ def test_counter_channels_give_each_intervals_mean_power_and_the_phases():
     assert window["end_s"] - window["start_s"] == pytest.approx(0.4, abs=0.05)
     stats = tl.window_power(window)
     assert stats["intervals"] >= 5 and stats["mean_w"] == pytest.approx(350.0, rel=0.02) and stats["cv"] < 0.02
+    span = window["end_s"] - window["start_s"]  # partial intervals at the window's edges count for their overlap
+    assert tl.joules(window["start_s"], window["end_s"], ["gpu0"]) == pytest.approx(250.0 * span, rel=0.02)
+    assert tl.joules(window["start_s"], window["end_s"]) == pytest.approx(350.0 * span, rel=0.02)
+    assert tl.joules(tl.t_s[0] - 1.0, tl.t_s[0]) == 0.0
+    with pytest.raises(KeyError, match="no channel \\['ram'\\]"):
+        tl.joules(0.0, 1.0, ["ram"])
     assert [c["name"] for c in tl.channels] == ["gpu0", "gpu1"] and tl.error is None
 
 

@@ -1,6 +1,6 @@
 """GPU energy counters through Zeus (``zeus.device.gpu``): Zeus's real GPU layer over pynvml whose device calls
-answer as H100s would (there is no GPU here; the real path ran on an H200, docs/gpu/), with CUDA_VISIBLE_DEVICES
-as a pinned candidate has it, and the fall-backs to NVML, each with its reason."""
+answer as H100s would (there is no GPU here; the real path ran on an H200, docs/gpu/), by NVML index whatever
+CUDA_VISIBLE_DEVICES says, and the fall-backs to NVML, each with its reason."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pynvml
 import pytest
 import zeus.device.gpu as zeus_gpu
 
-from vllm_mobo.measure.energy.gpu_counters import NVML, ZEUS, gpu_counters, visible_to_zeus
+from vllm_mobo.measure.energy.gpu_counters import NVML, ZEUS, gpu_counters
 from vllm_mobo.measure.energy.nvml import NvmlMeter
 from vllm_mobo.measure.energy.timeline import TimelineSampler
 
@@ -48,17 +48,13 @@ def test_zeus_reads_the_counters_of_visible_gpus(gpus):
     assert c.joules[1]() == 2005.0
 
 
-def test_zeus_indices_follow_cuda_visible_devices(gpus, monkeypatch):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")  # a candidate pinned to NVML GPUs 2 and 0
-    c = gpu_counters(pynvml, {0: 0, 2: 2})
-    assert c.reader == ZEUS
-    assert c.joules[0]() == 1000.0 and c.joules[2]() == 3000.0  # Zeus's GPU 1 is NVML's 0, its GPU 0 NVML's 2
-
-
-def test_gpus_outside_cuda_visible_devices_are_read_through_nvml(gpus, monkeypatch):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # energy.gpu_scope node: every GPU of the node, one visible
+@pytest.mark.parametrize("visible", ["GPU-8f2a0c1e-1111-2222-3333-444455556666", "2,0", "1"])
+def test_zeus_reads_nvml_indices_whatever_cuda_visible_devices_says(gpus, monkeypatch, visible):
+    # a candidate pinned by UUID (as the pipeline pins), by indices in another order, or metered node-wide
+    # (energy.gpu_scope: node) beyond the one GPU its process sees: Zeus reads each GPU by its NVML index
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     c = gpu_counters(pynvml, {0: 0, 1: 1, 2: 2})
-    assert c.reader == NVML and "GPUs [0, 2] are outside CUDA_VISIBLE_DEVICES=1" in c.note
+    assert (c.reader, c.note) == (ZEUS, "")
     assert {i: read() for i, read in c.joules.items()} == {0: 1000.0, 1: 2000.0, 2: 3000.0}
 
 
@@ -66,19 +62,14 @@ def test_without_zeus_or_a_counter_nvml_reads_and_says_why(gpus, monkeypatch):
     gpus.arch[1] = pynvml.NVML_DEVICE_ARCH_PASCAL  # Zeus: no counter before Volta
     c = gpu_counters(pynvml, {0: 0, 1: 1})
     assert c.reader == NVML and c.note == "GPUs [1] have no total-energy counter"
-    monkeypatch.setitem(sys.modules, "zeus.device.gpu", None)  # not installed
+    for module in ("zeus", "zeus.device", "zeus.device.gpu", "zeus.device.gpu.nvidia"):  # not installed
+        monkeypatch.setitem(sys.modules, module, None)
     c = gpu_counters(pynvml, {0: 0})
     assert c.reader == NVML and c.note == "Zeus is not installed" and c.joules[0]() == 1000.0
 
 
-def test_visible_to_zeus():
-    assert visible_to_zeus([0, 1], None) == {0: 0, 1: 1}
-    assert visible_to_zeus([3], "1,3") == {3: 1}
-    assert "not a list of indices" in visible_to_zeus([0], "GPU-8f2a,GPU-77c1")
-
-
 def test_the_window_meter_and_the_timeline_read_through_zeus(gpus, monkeypatch, tmp_path):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f2a0c1e-1111-2222-3333-444455556666,GPU-77c1")
     meter = NvmlMeter(pynvml, [0, 1])
     gpus.mj[0] += 40_000
     gpus.mj[1] += 60_000

@@ -7,7 +7,8 @@ them. Over each window four meters read at once:
   read through Zeus's GPU layer, ``zeus.device.gpu``, where Zeus sees the GPU; its method line says which);
 - ``nvml_counter``: NVML's total-energy counter read here directly (the pipeline's path before Zeus);
 - ``timeline``: the pipeline's power timeline (:class:`vllm_mobo.measure.energy.timeline.TimelineSampler`, 0.5 s
-  intervals of the same counter) summed over the intervals inside the window, scaled to the window's length;
+  intervals of the same counter), its ``gpu0`` curve integrated over the window (partial intervals at the edges
+  counted for their overlap; the timeline's CPU/RAM curves are left out, as the other meters here read the GPU);
 - ``zeus_monitor``: Zeus's :class:`zeus.monitor.ZeusMonitor` window (the same counter, read by Zeus);
 - ``zeus_power_monitor``: Zeus's :class:`zeus.monitor.power.PowerMonitor` integral over the window
   (``get_energy``), from the power samples it polls in a process of its own;
@@ -116,8 +117,8 @@ def main() -> None:
     sampler.join()
     block = timeline.stop()
     tl = PowerTimeline.from_dict(block)
-    for w, phase in zip(windows, tl.windows):  # mean power of the intervals inside the window x its length
-        w["joules"]["timeline"] = tl.window_power(phase)["mean_w"] * (phase["end_s"] - phase["start_s"])
+    for w, phase in zip(windows, tl.windows):
+        w["joules"]["timeline"] = tl.joules(phase["start_s"], phase["end_s"], ["gpu0"])
         w["relative_to_vllm_mobo_pct"]["timeline"] = 100 * (w["joules"]["timeline"] / w["joules"]["vllm_mobo"] - 1)
     (out / "timeline.json").write_text(json.dumps(block))
     timelines = power.get_all_power_timelines()

@@ -51,3 +51,17 @@ class PowerTimeline:
         mean = statistics.fmean(inside) if inside else math.nan
         sd = statistics.stdev(inside) if len(inside) > 1 else math.nan
         return {"intervals": len(inside), "mean_w": mean, "sd_w": sd, "cv": sd / mean if mean > 0 else math.nan}
+
+    def joules(self, start_s: float, end_s: float, channels: list[str] | None = None) -> float:
+        """The energy of ``channels`` (default: all) from ``start_s`` to ``end_s``: each interval's mean power times
+        its overlap with that span, so that partial intervals at both ends count for the part inside it."""
+        names = list(self.watts) if channels is None else channels
+        missing = [n for n in names if n not in self.watts]
+        if missing:
+            raise KeyError(f"power timeline has no channel {missing}; it has {sorted(self.watts)}")
+        total = 0.0
+        for k, (t0, t1) in enumerate(zip(self.t_s, self.t_s[1:])):
+            overlap = min(t1, end_s) - max(t0, start_s)
+            if overlap > 0:
+                total += overlap * sum(self.watts[n][k] for n in names)
+        return total

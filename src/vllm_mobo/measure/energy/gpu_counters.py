@@ -1,10 +1,11 @@
 """Cumulative GPU energy counters, read through Zeus where it can, else through NVML: :func:`gpu_counters`.
 
-Zeus (``zeus.device.gpu``, the ML.ENERGY project's GPU layer: NVML on NVIDIA, amdsmi on AMD) reads the same
-total-energy counter as NVML (0.00% apart on an H200, docs/gpu/2026-12-01-h200-zeus-meter-check). It numbers GPUs
-as CUDA does, within ``CUDA_VISIBLE_DEVICES``, while this project meters NVML indices (``energy.gpu_scope: node``
-meters GPUs the candidate's process cannot see), so Zeus reads the counters only where every metered GPU is
-visible to the process and has the counter; otherwise NVML does, and each reading names its reader.
+Zeus's GPU layer (``zeus.device.gpu``, the ML.ENERGY project's) reads the same total-energy counter as NVML
+(0.00% apart on an H200, docs/gpu/2026-12-01-h200-zeus-meter-check). This project meters GPUs by NVML index (a
+candidate is pinned by UUID, and ``energy.gpu_scope: node`` meters GPUs its process cannot see), so each GPU is
+Zeus's :class:`zeus.device.gpu.nvidia.NVIDIAGPU` of that NVML index. Zeus's process-wide ``get_gpus()`` is not
+used: it numbers GPUs within ``CUDA_VISIBLE_DEVICES`` and accepts only integers there, so a UUID-pinned candidate
+would fall back to NVML. Where Zeus cannot read every counter, NVML does, and each reading names its reader.
 
 Zeus's CPU layer is not used: it counts RAPL's ``psys`` domain as a CPU package (the platform's energy, packages
 included, added twice) and leaves a polling process per RAPL file alive after ``os._exit``, which ends every vLLM
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -40,49 +40,28 @@ class GpuCounters:
         return f"{self.reader} total-energy counter" + (" (zeus.device.gpu)" if self.reader == ZEUS else "")
 
 
-def visible_to_zeus(indices: list[int], cuda_visible_devices: str | None) -> dict[int, int] | str:
-    """NVML index -> Zeus's index for every GPU of ``indices``, or why Zeus cannot see them all.
-
-    Zeus takes ``CUDA_VISIBLE_DEVICES`` (integers only) as the NVML indices of its GPUs 0, 1, ...; unset, its GPU
-    ``i`` is NVML's ``i``."""
-    if cuda_visible_devices is None:
-        return {i: i for i in indices}
-    try:
-        visible = [int(v) for v in cuda_visible_devices.split(",") if v.strip()]
-    except ValueError:
-        return f"CUDA_VISIBLE_DEVICES={cuda_visible_devices!r} is not a list of indices"
-    missing = [i for i in indices if i not in visible]
-    if missing:
-        return f"GPUs {missing} are outside CUDA_VISIBLE_DEVICES={cuda_visible_devices}"
-    return {i: visible.index(i) for i in indices}
-
-
-def _zeus_gpus():
-    """Zeus's GPU layer (its process-wide singleton); amdsmi's complaint on machines without ROCm goes to stderr."""
+def _zeus_gpu(index: int):
+    """Zeus's NVIDIA GPU of NVML index ``index``; amdsmi's complaint on machines without ROCm goes to stderr."""
     with contextlib.redirect_stdout(sys.stderr):
-        from zeus.device.gpu import get_gpus
-    return get_gpus()
+        from zeus.device.gpu.nvidia import NVIDIAGPU
+    return NVIDIAGPU(index)
 
 
 def zeus_counters(indices: list[int]) -> GpuCounters | str:
-    """Counters through Zeus, or why not (not installed, GPUs not visible, no counter, an error)."""
-    mapping = visible_to_zeus(indices, os.environ.get("CUDA_VISIBLE_DEVICES"))
-    if isinstance(mapping, str):
-        return mapping
+    """Counters through Zeus, or why not (not installed, no counter, an error)."""
     try:
-        gpus = _zeus_gpus()
+        gpus = {i: _zeus_gpu(i) for i in indices}
     except ImportError:
         return "Zeus is not installed"
-    except Exception as exc:  # ZeusGPUInitError and the errors of the libraries below it
+    except Exception as exc:  # ZeusGPUInitError and the other errors Zeus maps NVML's to
         return f"Zeus's GPU layer did not start: {type(exc).__name__}: {exc}"
     try:
-        lacking = [i for i, z in mapping.items() if not gpus.supports_get_total_energy_consumption(z)]
+        lacking = [i for i, gpu in gpus.items() if not gpu.supports_get_total_energy_consumption()]
     except Exception as exc:
         return f"Zeus could not query GPUs {indices}: {type(exc).__name__}: {exc}"
     if lacking:
         return f"GPUs {lacking} have no total-energy counter"
-    return GpuCounters({i: (lambda z=z: gpus.get_total_energy_consumption(z) / 1000.0) for i, z in mapping.items()},
-                       ZEUS)
+    return GpuCounters({i: (lambda g=g: g.get_total_energy_consumption() / 1000.0) for i, g in gpus.items()}, ZEUS)
 
 
 def gpu_counters(nvml, handles: dict[int, object]) -> GpuCounters:
