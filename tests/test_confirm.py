@@ -15,7 +15,7 @@ import pytest
 from conftest import load_test_config, run_snakemake, write_config
 
 from vllm_mobo.confirm import measure, plan, stats
-from vllm_mobo.confirm.summary import confirmed_front, default_comparison, means_table
+from vllm_mobo.confirm.summary import comparison_sentences, confirmed_front, default_comparison, means_table
 from vllm_mobo.io import write_json_atomic
 from vllm_mobo.records import VLLM_DEFAULT, load_records
 
@@ -91,6 +91,21 @@ def test_a_configuration_with_an_unusable_repeat_is_not_on_the_confirmed_front()
     assert list(confirmed_front(means, OBJECTIVES)["candidate"]) == [VLLM_DEFAULT]
     row = summary[(summary["candidate"] == "a") & (summary["metric"] == "output_tokens_per_s")].iloc[0]
     assert (row["repeats"], row["n"]) == (2, 1)
+
+
+def test_a_front_of_vllms_default_alone_is_reported_with_its_interval_not_as_unmeasured():
+    meas = measurements([(VLLM_DEFAULT, 10541.1, 0.0584), (VLLM_DEFAULT, 11351.1, 0.0566),
+                         (VLLM_DEFAULT, 11261.8, 0.0570)], roles={VLLM_DEFAULT: "vllm default; knee"})
+    summary = stats.summary_table(meas, [o["metric"] for o in OBJECTIVES])
+    comparison = default_comparison(meas, OBJECTIVES)
+    assert comparison.empty
+    text = comparison_sentences(summary, comparison, OBJECTIVES, repeats=3)
+    assert text[0].startswith("vLLM's default configuration, measured 3 times") and "95% CI" in text[0]
+    assert "the search's front was vLLM's default alone" in text[1] and "no usable" not in " ".join(text)
+    no_default = measurements([("a", 100, 1.0), ("a", 110, 1.1)])
+    assert "no usable confirmation measurement" in comparison_sentences(
+        stats.summary_table(no_default, ["output_tokens_per_s"]), default_comparison(no_default, OBJECTIVES),
+        OBJECTIVES, repeats=2)[0]
 
 
 # ------------------------------------------------------------------------------------- what, in which order

@@ -204,3 +204,16 @@ def test_timeline_and_steadiness_figures_are_drawn_from_records(tmp_path):
         img = mpimg.imread(png)
         assert img.shape[0] > 200 and img[..., :3].std() > 0.01, name
         assert pdf.read_bytes()[:5] == b"%PDF-", name
+
+
+def test_a_last_interval_shorter_than_half_is_joined_to_the_one_before_keeping_its_joules():
+    # stop()'s read 20 ms after the thread's last one: one counter update in it would read as 1.2 kW
+    sampler = TimelineSampler([Channel("gpu0", "gpu", "measured", "test", lambda: 0.0)], 0.5)
+    sampler._t, sampler._watts = [0.0, 0.5, 1.0, 1.02], {"gpu0": [100.0, 100.0, 1200.0]}
+    sampler._merge_short_last_interval()
+    assert sampler._t == [0.0, 0.5, 1.02]
+    assert sampler._watts["gpu0"][0] == 100.0
+    assert sampler._watts["gpu0"][1] * 0.52 == pytest.approx(100.0 * 0.5 + 1200.0 * 0.02)
+    sampler._t, sampler._watts = [0.0, 0.5, 0.8], {"gpu0": [100.0, 300.0]}  # 0.3 s: kept as measured
+    sampler._merge_short_last_interval()
+    assert sampler._t == [0.0, 0.5, 0.8] and sampler._watts["gpu0"] == [100.0, 300.0]

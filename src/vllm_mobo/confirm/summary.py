@@ -100,13 +100,18 @@ def comparison_sentences(summary: pd.DataFrame, comparison: pd.DataFrame, object
     if summary.empty:
         return ["The confirmation stage measured nothing."]
     ref = summary[summary["candidate"] == VLLM_DEFAULT].set_index("metric")
-    if ref.empty or comparison.empty or (ref["n"] < 1).any():
+    if ref.empty or (ref["n"] < 1).any():
         return ["vLLM's default configuration has no usable confirmation measurement: no difference to it can be "
                 "stated."]
     vals = ", ".join(f"{fmt(ref.loc[o['metric'], 'mean'])} {metric_label(o['metric'])} (95% CI "
                      f"{fmt(ref.loc[o['metric'], 'ci_low'])} to {fmt(ref.loc[o['metric'], 'ci_high'])})"
                      for o in objectives)
     out = [f"vLLM's default configuration, measured {repeats} times with a fresh engine each time, reached {vals}."]
+    if comparison.empty:
+        out.append("No other configuration had usable confirmation measurements"
+                   + (": the search's front was vLLM's default alone." if len(summary["candidate"].unique()) == 1
+                      else ".")
+                   + " No configuration of the search is shown to beat it.")
     for name, group in comparison.groupby("candidate", sort=False):
         parts = []
         for _, c in group.iterrows():

@@ -112,8 +112,9 @@ HATCHES = {"measured": "", "estimated": "///", "unknown": "..."}
 TP, PP = "tensor_parallel_size", "pipeline_parallel_size"
 
 
-def _save(fig, path_png: str, path_pdf: str | None = None) -> None:
-    fig.tight_layout()
+def _save(fig, path_png: str, path_pdf: str | None = None, rect: tuple | None = None) -> None:
+    """Lays ``fig`` out (within ``rect``, figure fractions, where a figure legend needs room) and writes it."""
+    fig.tight_layout(rect=rect)
     fig.savefig(path_png, dpi=150)
     if path_pdf:
         fig.savefig(path_pdf)

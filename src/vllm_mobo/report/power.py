@@ -123,17 +123,18 @@ def timelines_figure(records: list[Record], roles: dict[str, str], path_png: str
     if not records:
         _message_figure("no power timeline recorded for the front's configurations", path_png, path_pdf, title)
         return
-    fig, axes = plt.subplots(len(records), 1, figsize=(8, 2.3 * len(records)), squeeze=False)
+    height = 2.3 * len(records) + 0.35  # the panels and the legend below them
+    fig, axes = plt.subplots(len(records), 1, figsize=(8, height), squeeze=False)
     for ax, r in zip(axes[:, 0], records):
         _panel(ax, r, roles.get(r.candidate, ""))
     handles, _ = axes[0, 0].get_legend_handles_labels()
     seen = {p["phase"] for r in records for p in r.power_timeline.phases}
     handles += [Patch(color=c, alpha=max(a, 0.3), label=lab) for ph, (c, a, lab) in PHASE_STYLE.items() if ph in seen]
-    axes[0, 0].legend(handles=handles, loc="lower right", ncol=min(len(handles), 5), fontsize=6, framealpha=0.9)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=6, frameon=False)
     interval = records[0].power_timeline.interval_s
     axes[0, 0].set_title((title + ": " if title else "") + f"power over time, mean of every {interval:g} s "
                          f"interval\n{axes[0, 0].get_title()}", fontsize=8)
-    _save(fig, path_png, path_pdf)
+    _save(fig, path_png, path_pdf, rect=(0, 0.3 / height, 1, 1))
 
 
 def steadiness_figure(table: pd.DataFrame, path_png: str, path_pdf: str | None = None, title: str = "") -> None:
@@ -159,7 +160,7 @@ def steadiness_figure(table: pd.DataFrame, path_png: str, path_pdf: str | None =
     ax.invert_yaxis()
     estimated = ok["provenance"].str.contains(ESTIMATED).any()
     ax.set_xlabel("mean power within each measured window (W), bar: +- 1 sd over its sampling intervals"
-                  + (" (ESTIMATED where RAPL is unreadable)" if estimated else ""), fontsize=8)
+                  + ("\n(the CPU part ESTIMATED where RAPL is unreadable)" if estimated else ""), fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     ax.set_title((title + "\n" if title else "") + "steadiness of every measured window", fontsize=9)
     _save(fig, path_png, path_pdf)

@@ -186,6 +186,18 @@ class TimelineSampler:
         self._t.append(sum(stamps.values()) / len(stamps))  # t_s[0]: the start; intervals end at t_s[1:]
         self._last = {name: (values[name], stamps[name]) for name in values}
 
+    def _merge_short_last_interval(self) -> None:
+        """Joins the last interval to the one before when it is shorter than half an interval (the read at
+        :meth:`stop` often comes just after the thread's last one): a counter update inside a few milliseconds
+        would read as a spike of several kilowatts. The joined interval keeps both intervals' joules."""
+        t = self._t
+        if len(t) < 3 or t[-1] - t[-2] >= self.interval_s / 2:
+            return
+        d1, d2 = t[-2] - t[-3], t[-1] - t[-2]
+        for ws in self._watts.values():
+            ws[-2:] = [(ws[-2] * d1 + ws[-1] * d2) / (d1 + d2)]
+        del t[-2]
+
     def _run(self) -> None:
         try:
             while not self._done.wait(self.interval_s):
@@ -218,6 +230,7 @@ class TimelineSampler:
         if self._error is None:
             try:
                 self._read()
+                self._merge_short_last_interval()
             except Exception as exc:
                 self._error = f"{type(exc).__name__}: {exc}"
         if self._on_stop is not None:
