@@ -58,10 +58,11 @@ def test_zeus_reads_nvml_indices_whatever_cuda_visible_devices_says(gpus, monkey
     assert {i: read() for i, read in c.joules.items()} == {0: 1000.0, 1: 2000.0, 2: 3000.0}
 
 
-def test_without_zeus_or_a_counter_nvml_reads_and_says_why(gpus, monkeypatch):
+def test_without_zeus_or_a_counter_nvml_reads_and_says_why(gpus, monkeypatch, caplog):
     gpus.arch[1] = pynvml.NVML_DEVICE_ARCH_PASCAL  # Zeus: no counter before Volta
     c = gpu_counters(pynvml, {0: 0, 1: 1})
     assert c.reader == NVML and c.note == "GPUs [1] have no total-energy counter"
+    assert [r.levelname for r in caplog.records if "not Zeus" in r.getMessage()] == ["WARNING"]  # in the job's log
     for module in ("zeus", "zeus.device", "zeus.device.gpu", "zeus.device.gpu.nvidia"):  # not installed
         monkeypatch.setitem(sys.modules, module, None)
     c = gpu_counters(pynvml, {0: 0})

@@ -79,6 +79,6 @@ def gpu_counters(nvml, handles: dict[int, object]) -> GpuCounters:
     zeus = zeus_counters(list(with_counter))
     if isinstance(zeus, GpuCounters):
         return zeus
-    log.info("GPU energy through NVML: %s", zeus)
+    log.warning("GPU energy through NVML, not Zeus: %s", zeus)
     return GpuCounters({i: (lambda h=h: nvml.nvmlDeviceGetTotalEnergyConsumption(h) / 1000.0)
                         for i, h in with_counter.items()}, NVML, note=zeus)
