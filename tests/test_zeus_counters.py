@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pynvml
 import pytest
-import zeus.device.gpu as zeus_gpu
 
 from vllm_mobo.measure.energy.gpu_counters import NVML, ZEUS, gpu_counters
 from vllm_mobo.measure.energy.nvml import NvmlMeter
@@ -19,7 +18,7 @@ from vllm_mobo.measure.energy.timeline import TimelineSampler
 
 @pytest.fixture
 def gpus(monkeypatch):
-    """Three GPUs' counters (mJ) behind pynvml's device calls; Zeus's GPU singleton is built anew over them."""
+    """Three GPUs' counters (mJ) behind pynvml's device calls, which Zeus's NVIDIAGPU objects read."""
     counters = {0: 1_000_000, 1: 2_000_000, 2: 3_000_000}
     arch = {0: pynvml.NVML_DEVICE_ARCH_HOPPER, 1: pynvml.NVML_DEVICE_ARCH_HOPPER, 2: pynvml.NVML_DEVICE_ARCH_HOPPER}
 
@@ -33,11 +32,8 @@ def gpus(monkeypatch):
                      "nvmlSystemGetDriverVersion": lambda: "580.159.04", "nvmlDeviceGetName": lambda h: "Fake H100",
                      "nvmlDeviceGetPowerUsage": lambda h: 300_000}.items():
         monkeypatch.setattr(pynvml, name, fn)
-    monkeypatch.setattr(zeus_gpu, "_gpus", None)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    zeus_gpu.nvml_is_available.cache_clear()  # Zeus remembers whether NVML started (it did not, earlier, here)
-    yield SimpleNamespace(mj=counters, arch=arch)
-    zeus_gpu.nvml_is_available.cache_clear()  # nor will it after the stand-in
+    return SimpleNamespace(mj=counters, arch=arch)
 
 
 def test_zeus_reads_the_counters_of_visible_gpus(gpus):

@@ -1,7 +1,7 @@
 """Cumulative GPU energy counters, read through Zeus where it can, else through NVML: :func:`gpu_counters`.
 
 Zeus's GPU layer (``zeus.device.gpu``, the ML.ENERGY project's) reads the same total-energy counter as NVML
-(0.00% apart on an H200, docs/gpu/2026-12-01-h200-zeus-meter-check). This project meters GPUs by NVML index (a
+(0.00% apart on an H200, docs/gpu/2026-12-02-h200-zeus-pipeline). This project meters GPUs by NVML index (a
 candidate is pinned by UUID, and ``energy.gpu_scope: node`` meters GPUs its process cannot see), so each GPU is
 Zeus's :class:`zeus.device.gpu.nvidia.NVIDIAGPU` of that NVML index. Zeus's process-wide ``get_gpus()`` is not
 used: it numbers GPUs within ``CUDA_VISIBLE_DEVICES`` and accepts only integers there, so a UUID-pinned candidate
