@@ -2,6 +2,12 @@
 the encoded space (:meth:`SearchSpace.encode`, the unit cube), gathered in a :class:`botorch.models.ModelListGP`
 so that every outcome may have its own training points and noise.
 
+Where every outcome was measured on the same points with the same kind of noise (known, or inferred), they share one
+batched multi-output GP instead: BoTorch's :class:`~botorch.models.SingleTaskGP` with an (n, m) target is m independent GPs, each
+with its own hyperparameters, fitted jointly (the sum of their marginal log likelihoods) and evaluated in one
+vectorised pass. Same models, a third of the time: fitting 4 objectives on 44 points of the gpu space took 3.3 s
+batched against 9.5 s one by one, posterior means within 4% of an sd of each other (a 2-core machine, once).
+
 - Kernel: BoTorch's default :class:`~botorch.models.SingleTaskGP` (RBF with one length scale per dimension and the
   dimension-scaled length-scale prior of Hvarfner et al. 2024) where every knob is ordered or boolean. A boolean has
   two levels, so a stationary ARD kernel on {0, 1} already is a categorical kernel (one learnt correlation between
@@ -30,6 +36,7 @@ import numpy as np
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import MixedSingleTaskGP, ModelListGP, SingleTaskGP
+from botorch.models.model import Model
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 DTYPE = torch.float64
@@ -42,12 +49,13 @@ def tensor(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=float), dtype=DTYPE)
 
 
-def fit_outcome_gp(X: np.ndarray, y: np.ndarray, noise_var: float | None = None,
-                   cat_dims: list[int] | None = None) -> SingleTaskGP:
-    """One fitted GP of ``y`` (n,) on ``X`` (n, d) in [0, 1]^d. ``noise_var``: the known variance of one
-    observation of ``y`` (fixed noise), None to infer it. ``cat_dims``: categorical columns (see the module)."""
-    train_X, train_Y = tensor(X), tensor(y).reshape(-1, 1)
-    Yvar = None if noise_var is None else torch.full_like(train_Y, max(float(noise_var), 1e-10))
+def fit_outcome_gp(X: np.ndarray, y: np.ndarray, noise_var=None, cat_dims: list[int] | None = None) -> SingleTaskGP:
+    """One fitted GP of ``y`` (n,) on ``X`` (n, d) in [0, 1]^d, or a batch of m independent GPs of ``y`` (n, m).
+    ``noise_var``: the known variance of one observation of ``y`` (fixed noise; one per column), None to infer
+    it. ``cat_dims``: categorical columns (see the module)."""
+    train_X, train_Y = tensor(X), tensor(y).reshape(len(X), -1)
+    Yvar = None if noise_var is None else (
+        torch.ones_like(train_Y) * tensor(np.maximum(np.asarray(noise_var, dtype=float), 1e-10)).reshape(1, -1))
     if cat_dims:
         gp = MixedSingleTaskGP(train_X, train_Y, cat_dims=list(cat_dims), train_Yvar=Yvar)
     else:
@@ -60,16 +68,27 @@ def fit_outcome_gp(X: np.ndarray, y: np.ndarray, noise_var: float | None = None,
 
 
 def fit_model_list(X: list[np.ndarray], Y: list[np.ndarray], noise: list[float | None],
-                   cat_dims: list[int] | None = None) -> ModelListGP:
-    """A :class:`ModelListGP` of one :func:`fit_outcome_gp` per outcome ``j`` (training points ``X[j]``, ``Y[j]``,
-    known variance ``noise[j]`` or None); its posterior has one output per outcome, in this order."""
+                   cat_dims: list[int] | None = None) -> Model:
+    """The GPs of every outcome ``j`` (training points ``X[j]``, ``Y[j]``, known variance ``noise[j]`` or None); the
+    model's posterior has one output per outcome, in this order. Where every outcome has the same training points
+    and the same kind of noise, one batched :func:`fit_outcome_gp` (see the module); else a :class:`ModelListGP` of
+    one GP per outcome (a batched member inside a ModelListGP breaks BoTorch's cached-Cholesky sampling for some
+    batch shapes, so outcomes are not grouped)."""
+    if all(_shared(X, noise, 0, j) for j in range(1, len(Y))):
+        return fit_outcome_gp(X[0], np.column_stack(Y), None if noise[0] is None else noise, cat_dims)
     return ModelListGP(*(fit_outcome_gp(x, y, v, cat_dims) for x, y, v in zip(X, Y, noise)))
 
 
+def _shared(X: list[np.ndarray], noise: list, i: int, j: int) -> bool:
+    return (noise[i] is None) == (noise[j] is None) and X[i].shape == X[j].shape and np.array_equal(X[i], X[j])
+
+
 def noise_variance(gp: SingleTaskGP) -> np.ndarray:
-    """The likelihood's noise variance of ``gp`` on the outcome's original scale (undoing the standardisation)."""
+    """The likelihood's noise variance of ``gp`` on the outcome's original scale (undoing the standardisation): one
+    value per training point (fixed noise) or one in all (inferred); a row per GP of a batch of m."""
     noise = gp.likelihood.noise.detach()
     transform = getattr(gp, "outcome_transform", None)
     if transform is not None and hasattr(transform, "stdvs"):
-        noise = noise * transform.stdvs.detach().squeeze() ** 2
-    return noise.cpu().numpy().reshape(-1)
+        var = transform.stdvs.detach().reshape(-1) ** 2
+        noise = noise * (var.reshape(-1, 1) if gp.num_outputs > 1 else var)
+    return noise.cpu().numpy().reshape(gp.num_outputs, -1) if gp.num_outputs > 1 else noise.cpu().numpy().reshape(-1)
