@@ -180,6 +180,32 @@ def test_a_fixed_noise_is_the_models_likelihood_noise():
     assert inferred[0] > 0 and inferred[0] != pytest.approx(var, rel=1e-3)
 
 
+def test_outcomes_on_the_same_points_share_one_batched_gp_with_each_its_own_noise():
+    """One batched GP where every outcome has the same points and kind of noise; its posterior matches one GP per
+    outcome; a known noise stays each outcome's own. Otherwise one GP per outcome."""
+    rng = np.random.default_rng(1)
+    X = rng.random((14, 3))
+    Y = [np.log(100 * (1 + X.sum(axis=1))), np.log(2 + X[:, 0] ** 2), np.log(50 + 20 * X[:, 1])]
+    Y = [y + rng.normal(0, 0.03, 14) for y in Y]
+    test = tensor(rng.random((20, 3)))
+    batched = fit_model_list([X] * 3, Y, [None] * 3)
+    assert batched.num_outputs == 3 and not hasattr(batched, "models")
+    single = [fit_outcome_gp(X, y) for y in Y]
+    with torch.no_grad():
+        mean = batched.posterior(test).mean
+        for j, gp in enumerate(single):
+            sd = float(tensor(Y[j]).std())
+            assert (mean[:, j] - gp.posterior(test).mean[:, 0]).abs().max() < 0.2 * sd
+    var = [np.log1p(0.02) ** 2, np.log1p(0.1) ** 2, np.log1p(0.3) ** 2]
+    known = noise_variance(fit_model_list([X] * 3, Y, var))
+    assert known.shape == (3, 14) and known[:, 0] == pytest.approx(var, rel=1e-6)
+    mixed = fit_model_list([X] * 3, Y, [var[0], None, None])  # one known, two inferred: one GP each
+    assert [m.num_outputs for m in mixed.models] == [1, 1, 1]
+    assert noise_variance(mixed.models[0]) == pytest.approx(var[0], rel=1e-6)
+    subset = fit_model_list([X, X, X[:10]], [Y[0], Y[1], Y[2][:10]], [None] * 3)  # an SLO measured on fewer points
+    assert [m.num_outputs for m in subset.models] == [1, 1, 1]
+
+
 def online_config(noise) -> dict:
     cfg = load_test_config("tiny.yaml")
     cfg["benchmark"]["mode"] = "online"
