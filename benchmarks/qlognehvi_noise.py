@@ -2,12 +2,12 @@
 given noise level (a mapping metric -> relative sd of one measurement): HV ratio at 12 and 25 evaluations and
 evaluations to 95% (median over seeds), the optimiser benchmark's own measures (:mod:`vllm_mobo.replay.compare`).
 
-    .venv/bin/python benchmarks/qlognehvi_noise.py TABLE OUT [LABEL=JSON ...]
+    .venv/bin/python benchmarks/qlognehvi_noise.py TABLE OUT [LABEL=JSON ...] [--budget N]
 
 Each LABEL=JSON is the ``optimizer`` block added for one variant, e.g.
 ``measured='{"noise": {"output_tokens_per_s": 0.23, "joules_per_output_token": 0.065}}'``; without any, only the
 inferred noise runs. Prints one row per variant and writes OUT/<label>/ (the benchmark's files) and
-OUT/noise_variants.csv.
+OUT/noise_variants.csv. ``--budget`` (default 30): evaluations per search, at most the table's rows.
 """
 
 from __future__ import annotations
@@ -25,11 +25,15 @@ COLUMNS = ["hv_ratio_at_12_median", "hv_ratio_at_25_median", "hv_ratio_median", 
 
 
 def main(argv: list[str]) -> None:
+    budget = 30
+    if "--budget" in argv:
+        i = argv.index("--budget")
+        budget, argv = int(argv[i + 1]), argv[:i] + argv[i + 2:]
     table, out = argv[0], Path(argv[1])
     variants = dict(a.split("=", 1) for a in argv[2:]) or {"inferred": "{}"}
     rows = []
     for label, optimizer in variants.items():
-        settings = Settings(budget=30, batch_size=4, initial_design=5, seeds=10, strategies=["qlognehvi"],
+        settings = Settings(budget=budget, batch_size=4, initial_design=5, seeds=10, strategies=["qlognehvi"],
                             optimizer=json.loads(optimizer))
         run_benchmark([table], settings, out / label, jobs=2, pdf_path=None, echo=lambda *a: None)
         summary = pd.read_csv(out / label / "summary.csv").iloc[0]

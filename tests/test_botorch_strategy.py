@@ -16,7 +16,7 @@ from scipy.stats import kendalltau
 from vllm_mobo.config import ConfigError, validate_config
 from vllm_mobo.records import candidate_name
 from vllm_mobo.search.optimizer.ehvi import ehvi_2d
-from vllm_mobo.search.optimizer.gp_models import fit_model_list, fit_outcome_gp, noise_variance, tensor
+from vllm_mobo.search.optimizer.gp_models import fit_outcomes, fit_outcome_gp, noise_variance, tensor
 from vllm_mobo.search.optimizer.noise import log_noise_variances
 from vllm_mobo.search.optimizer.observations import Observation, reference_point, to_observations
 from vllm_mobo.search.optimizer.pareto import pareto_mask
@@ -84,7 +84,7 @@ def test_botorch_ehvi_and_exact_2d_ehvi_rank_candidates_alike(case):
     f2 = np.sum((X_all - (1 - shift)) ** 2, axis=1) + 0.2 * X_all[:, 1] ** case         # minimised
     Y_all = np.column_stack([f1, f2])
     train = rng.choice(len(X_all), 12, replace=False)
-    model = fit_model_list([X_all[train]] * 2, [-Y_all[train, 0], -Y_all[train, 1]], [1e-6, 1e-6])
+    model = fit_outcomes([X_all[train]] * 2, [-Y_all[train, 0], -Y_all[train, 1]], [1e-6, 1e-6])
     Y_train = Y_all[train]
     front, ref = Y_train[pareto_mask(Y_train)], reference_point(Y_train)
     with torch.no_grad():
@@ -188,7 +188,7 @@ def test_outcomes_on_the_same_points_share_one_batched_gp_with_each_its_own_nois
     Y = [np.log(100 * (1 + X.sum(axis=1))), np.log(2 + X[:, 0] ** 2), np.log(50 + 20 * X[:, 1])]
     Y = [y + rng.normal(0, 0.03, 14) for y in Y]
     test = tensor(rng.random((20, 3)))
-    batched = fit_model_list([X] * 3, Y, [None] * 3)
+    batched = fit_outcomes([X] * 3, Y, [None] * 3)
     assert batched.num_outputs == 3 and not hasattr(batched, "models")
     single = [fit_outcome_gp(X, y) for y in Y]
     with torch.no_grad():
@@ -197,12 +197,12 @@ def test_outcomes_on_the_same_points_share_one_batched_gp_with_each_its_own_nois
             sd = float(tensor(Y[j]).std())
             assert (mean[:, j] - gp.posterior(test).mean[:, 0]).abs().max() < 0.2 * sd
     var = [np.log1p(0.02) ** 2, np.log1p(0.1) ** 2, np.log1p(0.3) ** 2]
-    known = noise_variance(fit_model_list([X] * 3, Y, var))
+    known = noise_variance(fit_outcomes([X] * 3, Y, var))
     assert known.shape == (3, 14) and known[:, 0] == pytest.approx(var, rel=1e-6)
-    mixed = fit_model_list([X] * 3, Y, [var[0], None, None])  # one known, two inferred: one GP each
+    mixed = fit_outcomes([X] * 3, Y, [var[0], None, None])  # one known, two inferred: one GP each
     assert [m.num_outputs for m in mixed.models] == [1, 1, 1]
     assert noise_variance(mixed.models[0]) == pytest.approx(var[0], rel=1e-6)
-    subset = fit_model_list([X, X, X[:10]], [Y[0], Y[1], Y[2][:10]], [None] * 3)  # an SLO measured on fewer points
+    subset = fit_outcomes([X, X, X[:10]], [Y[0], Y[1], Y[2][:10]], [None] * 3)  # an SLO measured on fewer points
     assert [m.num_outputs for m in subset.models] == [1, 1, 1]
 
 
@@ -245,8 +245,8 @@ def test_bad_noise_settings_are_config_errors_naming_the_key():
 def test_the_noise_reaches_the_strategys_gps(monkeypatch):
     from vllm_mobo.search.optimizer import nehvi
     seen = []
-    real = nehvi.fit_model_list
-    monkeypatch.setattr(nehvi, "fit_model_list", lambda X, Y, noise, cat: seen.append(noise) or real(X, Y, noise, cat))
+    real = nehvi.fit_outcomes
+    monkeypatch.setattr(nehvi, "fit_outcomes", lambda X, Y, noise, cat: seen.append(noise) or real(X, Y, noise, cat))
     _, valid = setup()
     propose(observations(valid, 8, seed=5), batch=1, noise={"objectives": [0.01, None], "constraints": {}})
     assert seen == [[0.01, None]]

@@ -2,11 +2,12 @@
 the encoded space (:meth:`SearchSpace.encode`, the unit cube), gathered in a :class:`botorch.models.ModelListGP`
 so that every outcome may have its own training points and noise.
 
-Where every outcome was measured on the same points with the same kind of noise (known, or inferred), they share one
-batched multi-output GP instead: BoTorch's :class:`~botorch.models.SingleTaskGP` with an (n, m) target is m independent GPs, each
-with its own hyperparameters, fitted jointly (the sum of their marginal log likelihoods) and evaluated in one
-vectorised pass. Same models, a third of the time: fitting 4 objectives on 44 points of the gpu space took 3.3 s
-batched against 9.5 s one by one, posterior means within 4% of an sd of each other (a 2-core machine, once).
+Where every outcome was measured on the same points with the same kind of noise (known, or inferred), they share
+one batched multi-output GP instead: BoTorch's :class:`~botorch.models.SingleTaskGP` with an (n, m) target is m
+independent GPs, each with its own hyperparameters, fitted jointly (the sum of their marginal log likelihoods) and
+evaluated in one vectorised pass. Same models, a third of the time: fitting 4 objectives on 44 points of the gpu
+space took 3.3 s batched against 9.5 s one by one, posterior means within 4% of an sd of each other (a 2-core
+machine, once).
 
 - Kernel: BoTorch's default :class:`~botorch.models.SingleTaskGP` (RBF with one length scale per dimension and the
   dimension-scaled length-scale prior of Hvarfner et al. 2024) where every knob is ordered or boolean. A boolean has
@@ -67,20 +68,21 @@ def fit_outcome_gp(X: np.ndarray, y: np.ndarray, noise_var=None, cat_dims: list[
     return gp
 
 
-def fit_model_list(X: list[np.ndarray], Y: list[np.ndarray], noise: list[float | None],
+def fit_outcomes(X: list[np.ndarray], Y: list[np.ndarray], noise: list[float | None],
                    cat_dims: list[int] | None = None) -> Model:
     """The GPs of every outcome ``j`` (training points ``X[j]``, ``Y[j]``, known variance ``noise[j]`` or None); the
     model's posterior has one output per outcome, in this order. Where every outcome has the same training points
     and the same kind of noise, one batched :func:`fit_outcome_gp` (see the module); else a :class:`ModelListGP` of
     one GP per outcome (a batched member inside a ModelListGP breaks BoTorch's cached-Cholesky sampling for some
     batch shapes, so outcomes are not grouped)."""
-    if all(_shared(X, noise, 0, j) for j in range(1, len(Y))):
+    if all(_shared(X, noise, j) for j in range(1, len(Y))):
         return fit_outcome_gp(X[0], np.column_stack(Y), None if noise[0] is None else noise, cat_dims)
     return ModelListGP(*(fit_outcome_gp(x, y, v, cat_dims) for x, y, v in zip(X, Y, noise)))
 
 
-def _shared(X: list[np.ndarray], noise: list, i: int, j: int) -> bool:
-    return (noise[i] is None) == (noise[j] is None) and X[i].shape == X[j].shape and np.array_equal(X[i], X[j])
+def _shared(X: list[np.ndarray], noise: list, j: int) -> bool:
+    """Outcome ``j`` has the training points and the kind of noise of outcome 0."""
+    return (noise[0] is None) == (noise[j] is None) and X[0].shape == X[j].shape and np.array_equal(X[0], X[j])
 
 
 def noise_variance(gp: SingleTaskGP) -> np.ndarray:

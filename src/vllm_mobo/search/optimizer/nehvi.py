@@ -38,7 +38,7 @@ from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputO
 from botorch.optim import optimize_acqf_discrete
 from botorch.sampling import SobolQMCNormalSampler
 
-from .gp_models import fit_model_list, tensor
+from .gp_models import fit_outcomes, tensor
 from .observations import encode_observed, log_objectives_min, reference_point
 from .pareto import hypervolume, pareto_mask
 from .state import SearchState, candidate
@@ -123,7 +123,7 @@ def _acquisition(state: SearchState, k: int, n: int, X_obs, outcomes, constraint
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(THREADS)
-        model = fit_model_list(*outcomes, state.space.categorical_columns() if _has_onehot(state) else None)
+        model = fit_outcomes(*outcomes, state.space.categorical_columns() if _has_onehot(state) else None)
         acqf = qLogNoisyExpectedHypervolumeImprovement(
             model=model, ref_point=tensor(-ref), X_baseline=tensor(X_obs),
             sampler=SobolQMCNormalSampler(torch.Size([MC_SAMPLES[k]]), seed=state.derived_seed(17)),
