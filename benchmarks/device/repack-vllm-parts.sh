@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Re-cuts the vLLM wheel parts that ../shared/device/README.md's prepare-vllm.sh writes (.g1-.g4, 40 MiB each) so
-# that each install call fits a device call's 64 MiB beside the checkout (tracked files, ~22 MiB with the docs
-# folders) and the pipeline's wheel folders of prepare-wheels.sh:
-#   call 1: .g1 + .wa     calls 2-4: .g2 .g3 .g4     call 5: .g5 (the rest of vLLM, its small wheels, libdw) + .wb
+# that each install call fits a device call's 64 MiB beside the checkout (tracked files, ~28 MiB with the docs
+# folders) and the pipeline's wheel folders of prepare-wheels.sh, in as few calls as that allows:
+#   call 1: .g1 + .wa     middle calls: .g2 ...     last call: .gN (the rest of vLLM, its small wheels, libdw) + .wb
 # Run from the project root after both prepare scripts:  bash benchmarks/device/repack-vllm-parts.sh
+# It prints the calls. Nothing is moved or removed until the parts are known to fit.
 set -euo pipefail
 root=$(git rev-parse --show-toplevel); cd "$root"
 # Sizes as the device tool counts them: disk blocks (du -k), not bytes.
@@ -11,32 +12,45 @@ limit=$((64 * 1024 * 1024 - 1024 * 1024))                     # a call's 64 MiB,
 tree=$(( $(git ls-files -z | xargs -0 du -ck | tail -1 | cut -f1) * 1024 ))
 size() { echo $(( $(du -sk "$1" | cut -f1) * 1024 )); }
 [ -d .wa ] && [ -d .wb ] || { echo "run benchmarks/device/prepare-wheels.sh first" >&2; exit 1; }
-mkdir -p /tmp/repack && rm -f /tmp/repack/*
+mkdir -p /tmp/repack && rm -rf /tmp/repack/*
 cat .g?/p_* > /tmp/repack/vllm.whl
 total=$(du -b /tmp/repack/vllm.whl | cut -f1)
 last=$(ls -d .g? | tail -1)
-mv "$last/wheels" /tmp/repack/wheels; mv "$last"/*.deb /tmp/repack/ 2>/dev/null || true
-cp "$last/install.sh" /tmp/repack/install.sh
+extras=$(( $(du -sk "$last/wheels" | cut -f1) * 1024 + $(cat "$last"/*.deb 2>/dev/null | wc -c) ))
 first=$((limit - tree - $(size .wa)))
 middle=$((limit - tree))
-[ $((first + 3 * middle)) -ge "$total" ] || { echo "the wheel does not fit four calls beside a $tree-byte checkout" >&2; exit 1; }
-rm -rf .g1 .g2 .g3 .g4 .g5
-python3 - "$total" "$first" "$middle" <<'PY'
+rest=$((limit - tree - extras - $(size .wb)))                  # what the last call holds of the wheel
+sizes=$(python3 - "$total" "$first" "$middle" "$rest" <<'PY'
+import math
+import sys
+total, first, middle, rest = map(int, sys.argv[1:])
+if min(first, middle, rest) <= 0:
+    sys.exit("a call has no room for a part beside the checkout")
+k = max(0, math.ceil((total - first - rest) / middle))           # middle calls
+if k + 2 > 9:                                                    # install.sh gathers .g1-.g9
+    sys.exit(f"the wheel needs {k + 2} calls beside the checkout; install.sh takes at most 9")
+print(" ".join(map(str, [first] + [middle] * k + [total])))      # the last part takes what is left
+PY
+) || { echo "the wheel does not fit beside a $tree-byte checkout" >&2; exit 1; }
+n=$(echo $sizes | wc -w)
+mv "$last/wheels" /tmp/repack/wheels; mv "$last"/*.deb /tmp/repack/ 2>/dev/null || true
+cp "$last/install.sh" /tmp/repack/install.sh
+rm -rf .g?
+python3 - $sizes <<'PY'
 import os
 import sys
-total, first, middle = map(int, sys.argv[1:])
-sizes = [first, middle, middle, middle]
 with open("/tmp/repack/vllm.whl", "rb") as src:
-    for i, n in enumerate(sizes + [total], start=1):
-        data = src.read(n)
+    for i, n in enumerate(map(int, sys.argv[1:]), start=1):
         os.makedirs(f".g{i}", exist_ok=True)
         with open(f".g{i}/p_{i:02d}", "wb") as out:
-            out.write(data)
+            out.write(src.read(n))
 PY
-mv /tmp/repack/wheels .g5/; mv /tmp/repack/*.deb .g5/ 2>/dev/null || true
-for i in 1 2 3 4 5; do cp /tmp/repack/install.sh ".g$i/install.sh"; echo 5 > ".g$i/parts.count"; done
-grep -qx "/.g5/" .git/info/exclude || echo "/.g5/" >> .git/info/exclude
-g5=$(( $(size .g5) + $(size .wb) ))
-[ $((tree + g5)) -le "$limit" ] || { echo ".g5 with .wb is $g5 bytes: over a call beside the checkout" >&2; exit 1; }
+mv /tmp/repack/wheels ".g$n/"; mv /tmp/repack/*.deb ".g$n/" 2>/dev/null || true
+for i in $(seq 1 "$n"); do cp /tmp/repack/install.sh ".g$i/install.sh"; echo "$n" > ".g$i/parts.count"; done
+for i in $(seq 1 "$n"); do grep -qx "/.g$i/" .git/info/exclude || echo "/.g$i/" >> .git/info/exclude; done
+gl=$(( $(size ".g$n") + $(size .wb) ))
+[ $((tree + gl)) -le "$limit" ] || { echo ".g$n with .wb is $gl bytes: over a call beside the checkout" >&2; exit 1; }
 rm -rf /tmp/repack
-du -sk .g? .wa .wb; echo "checkout $tree bytes; calls: [.g1 .wa] [.g2] [.g3] [.g4] [.g5 .wb]"
+du -sk .g? .wa .wb
+calls="[.g1 .wa]"; for i in $(seq 2 $((n - 1))); do calls="$calls [.g$i]"; done
+echo "checkout $tree bytes; calls: $calls [.g$n .wb]"
