@@ -69,7 +69,7 @@ def fit_outcome_gp(X: np.ndarray, y: np.ndarray, noise_var=None, cat_dims: list[
 
 
 def fit_outcomes(X: list[np.ndarray], Y: list[np.ndarray], noise: list[float | None],
-                   cat_dims: list[int] | None = None) -> Model:
+                 cat_dims: list[int] | None = None) -> Model:
     """The GPs of every outcome ``j`` (training points ``X[j]``, ``Y[j]``, known variance ``noise[j]`` or None); the
     model's posterior has one output per outcome, in this order. Where every outcome has the same training points
     and the same kind of noise, one batched :func:`fit_outcome_gp` (see the module); else a :class:`ModelListGP` of
