@@ -12,6 +12,7 @@ OUT/noise_variants.csv. ``--budget`` (default 30): evaluations per search, at mo
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,12 +26,14 @@ COLUMNS = ["hv_ratio_at_12_median", "hv_ratio_at_25_median", "hv_ratio_median", 
 
 
 def main(argv: list[str]) -> None:
-    budget = 30
-    if "--budget" in argv:
-        i = argv.index("--budget")
-        budget, argv = int(argv[i + 1]), argv[:i] + argv[i + 2:]
-    table, out = argv[0], Path(argv[1])
-    variants = dict(a.split("=", 1) for a in argv[2:]) or {"inferred": "{}"}
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("table")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("variants", nargs="*", metavar="LABEL=JSON")
+    ap.add_argument("--budget", type=int, default=30, help="evaluations per search, at most the table's rows")
+    a = ap.parse_args(argv)
+    table, out, budget = a.table, a.out, a.budget
+    variants = dict(v.split("=", 1) for v in a.variants) or {"inferred": "{}"}
     rows = []
     for label, optimizer in variants.items():
         settings = Settings(budget=budget, batch_size=4, initial_design=5, seeds=10, strategies=["qlognehvi"],
