@@ -149,7 +149,7 @@ def test_confirmation_end_to_end_and_resumed(tmp_path):
     cfg = load_test_config("tiny.yaml")
     # vLLM's default left out of the search, so that the front holds a searched configuration whatever the
     # measurements say (with it in, it may dominate everything on 2 cores); the confirmation adds it back
-    cfg["optimizer"].update(budget=2, include_vllm_default=False)
+    cfg["optimizer"].update(budget=1, include_vllm_default=False)
     cfg["confirm"] = {"enabled": True, "repeats": 2, "max_configs": 1, "include_vllm_default": True}
     write_config(tmp_path, cfg)
     run_snakemake(tmp_path, "--cores", "2", timeout=1800)

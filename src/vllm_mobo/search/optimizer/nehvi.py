@@ -14,7 +14,8 @@ with the SLOs as modelled outcome constraints, times P(feasible) of the crash/OO
   is not taken as truth), the reference point :func:`.observations.reference_point` of the SLO-feasible
   observations (the one ``ehvi`` uses, negated), each SLO as ``constraints=[lambda Z: Z_c - log(bound)]``
   (negative = met; BoTorch weights each sample's improvement by a sigmoid of it), a seeded
-  :class:`~botorch.sampling.SobolQMCNormalSampler`.
+  :class:`~botorch.sampling.SobolQMCNormalSampler`; as :class:`.shared_posterior.SharedPosteriorQLogNEHVI`, which
+  gives BoTorch's values with one posterior per chunk of single configurations instead of one each.
 - Scored on every unevaluated valid configuration (no continuous relaxation): the first pick is the best of all; the
   rest of the batch by BoTorch's sequential greedy selection (:func:`botorch.optim.optimize_acqf_discrete`: each
   pick becomes a pending point of the next) among the :data:`RESCORE` best configurations of that first pass.
@@ -33,7 +34,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from botorch.acquisition import AcquisitionFunction
-from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
 from botorch.optim import optimize_acqf_discrete
 from botorch.sampling import SobolQMCNormalSampler
@@ -41,6 +41,7 @@ from botorch.sampling import SobolQMCNormalSampler
 from .gp_models import fit_outcomes, tensor
 from .observations import encode_observed, log_objectives_min, reference_point
 from .pareto import hypervolume, pareto_mask
+from .shared_posterior import SharedPosteriorQLogNEHVI
 from .state import SearchState, candidate
 from .surrogate import FeasibilityModel
 
@@ -124,7 +125,7 @@ def _acquisition(state: SearchState, k: int, n: int, X_obs, outcomes, constraint
     try:
         torch.set_num_threads(THREADS)
         model = fit_outcomes(*outcomes, state.space.categorical_columns() if _has_onehot(state) else None)
-        acqf = qLogNoisyExpectedHypervolumeImprovement(
+        acqf = SharedPosteriorQLogNEHVI(
             model=model, ref_point=tensor(-ref), X_baseline=tensor(X_obs),
             sampler=SobolQMCNormalSampler(torch.Size([MC_SAMPLES[k]]), seed=state.derived_seed(17)),
             objective=IdentityMCMultiOutputObjective(outcomes=list(range(k))),
