@@ -12,10 +12,9 @@ posterior over ``(X_baseline, x_1, ..., x_c)``: the covariance of a pair of poin
 points are predicted beside them. :class:`SharedPosteriorQLogNEHVI` computes that posterior for chunks of
 :data:`FLAT_CHUNK` configurations and hands BoTorch a batch posterior (b, n + 1) assembled from its blocks, exact
 up to floating point; everything else (base samples, cached Cholesky update, box decompositions, the log-EHVI) is
-BoTorch's. Other calls (q > 1, pending points not cached, no cached root) take BoTorch's path unchanged.
+BoTorch's. Other calls (q > 1, pending points, no cached root) take BoTorch's path unchanged.
 
-On the gpu space with 4 objectives and 50 observations this is most of the scoring pass: see
-``benchmarks/proposal_time.py`` and docs/optimizer-benchmark/README.md for the times before and after.
+Times before and after (``benchmarks/proposal_time.py``): docs/optimizer-benchmark/README.md.
 """
 
 from __future__ import annotations
@@ -35,15 +34,14 @@ FLAT_CHUNK = 128
 
 class SharedPosteriorQLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
     """:class:`~botorch.acquisition.multi_objective.logei.qLogNoisyExpectedHypervolumeImprovement` whose
-    single-configuration evaluations (``X`` of shape (b, 1, d), no uncached pending point) share one posterior
+    single-configuration evaluations (``X`` of shape (b, 1, d), no pending point) share one posterior
     per :data:`FLAT_CHUNK` configurations (see the module). Same constructor and values."""
 
     def _shared_path(self, X: torch.Tensor) -> bool:
-        uncached_pending = self.X_pending is not None and (
-            not self.cache_pending or self.X_pending.shape[-2] + self._X_baseline.shape[-2] != self.X_baseline.shape[-2])
-        return (X.dim() == 3 and X.shape[-2] == 1 and not uncached_pending and self._cache_root
-                and hasattr(self, "_baseline_L") and self.X_baseline.dim() == 2
-                and self.model.num_outputs > 1)
+        """Whether ``X`` is scored from shared posteriors: single configurations in a batch, no pending point, a
+        cached Cholesky factor of the baseline, a multi-output model without batch dimensions."""
+        return (X.dim() == 3 and X.shape[-2] == 1 and self.X_pending is None and self._cache_root
+                and hasattr(self, "_baseline_L") and self.X_baseline.dim() == 2 and self.model.num_outputs > 1)
 
     def _compute_posterior_samples_and_concat_pending(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self._shared_path(X):
