@@ -59,7 +59,7 @@ class SharedPosteriorQLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
         means, rows, diags = [], [], []
         for chunk in X[:, 0, :].split(FLAT_CHUNK):
             post = self.model.posterior(torch.cat([base, chunk]))
-            cov = _covariances(post.distribution)  # (m, n + c, n + c)
+            cov = extract_batch_covar(post.distribution).to_dense()  # (m, n + c, n + c): one block per outcome
             mean = post.mean  # (n + c, m)
             means.append(mean[n:])
             rows.append(cov[:, n:, :n])
@@ -77,7 +77,3 @@ class SharedPosteriorQLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
         covar = BlockDiagLinearOperator(DenseLinearOperator(full), block_dim=-3)
         return GPyTorchPosterior(MultitaskMultivariateNormal(loc, covar, interleaved=False))
 
-
-def _covariances(mvn: MultitaskMultivariateNormal) -> torch.Tensor:
-    """The dense covariance of each outcome of a multi-output posterior over N points: (m, N, N)."""
-    return extract_batch_covar(mvn).to_dense()
