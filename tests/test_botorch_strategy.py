@@ -205,6 +205,31 @@ def test_shared_posterior_scores_as_botorchs_qlognehvi(k, noise):
         assert torch.equal(botorch_(choices[:20]), shared(choices[:20]))
 
 
+@pytest.mark.parametrize("k", [3, 4])
+def test_screening_with_few_samples_keeps_the_full_passs_batch(monkeypatch, k):
+    """Where more configurations remain than :data:`nehvi.SCREEN_KEEP`, a pass with :data:`nehvi.SCREEN_SAMPLES`
+    QMC samples keeps the best of them for the full-sample pass: the batch (first pick and greedy picks) and the
+    first pick's value are those of the full-sample pass over every configuration. (Scaled down: 14 observations of
+    the 90-point space, the greedy picks among the 8 best, 19 kept; the gpu space keeps 512 for a pool of 64.)"""
+    from vllm_mobo.search.optimizer import nehvi
+
+    monkeypatch.setattr(nehvi, "RESCORE", 8)
+    space, valid = setup()
+    obs = observations(valid, 14, seed=5, k=k)
+    remaining = len(valid) - len(obs)
+    samples = []
+    acquisition = nehvi._acquisition
+    monkeypatch.setattr(nehvi, "_acquisition", lambda *a, **kw: samples.append(a[-1]) or acquisition(*a, **kw))
+    full = propose(obs, k=k, batch=3)
+    assert samples == [nehvi.MC_SAMPLES[k]]  # everything scored with every sample: no screen
+    monkeypatch.setattr(nehvi, "SCREEN_KEEP", remaining // 4)
+    samples.clear()
+    screened = propose(obs, k=k, batch=3)
+    assert samples == [nehvi.MC_SAMPLES[k], nehvi.SCREEN_SAMPLES]
+    assert [c["name"] for c in screened["candidates"]] == [c["name"] for c in full["candidates"]]
+    assert screened["best_ehvi"] == pytest.approx(full["best_ehvi"], rel=1e-9)
+
+
 # --- noise --------------------------------------------------------------------------------------------------------
 
 def test_a_fixed_noise_is_the_models_likelihood_noise():

@@ -22,6 +22,12 @@ with the SLOs as modelled outcome constraints, times P(feasible) of the crash/OO
   Hypervolume improvement is submodular: conditioning on pending points can only lower a configuration's
   improvement, so one far below the top of the first pass stays below (exactly so per sample of a fixed front; up
   to MC error here). This keeps a batch of 4 on the 8640-point gpu space at one full pass instead of four.
+  Where more than :data:`SCREEN_KEEP` configurations remain, that full pass uses the same acquisition with
+  :data:`SCREEN_SAMPLES` QMC samples (the same model; its own sampled incumbent fronts), and the
+  :data:`SCREEN_KEEP` best of it are scored again with :data:`MC_SAMPLES`: the first pick and the greedy pool come
+  from that second pass. Checked on the gpu space (2-4 objectives, 15 and 50 synthetic observations, 3 states
+  each; ``benchmarks/acquisition_screen.py``): the 64 best configurations of the full-sample pass all lie within
+  the screen's best 110 (``docs/optimizer-benchmark/acquisition-screen-2026-12-03.txt``).
   P(feasible) (:func:`feasibility_engine`) multiplies the acquisition: :class:`FeasibilityWeighted` adds its log
   to the log acquisition, looked up for each scored configuration, so the greedy selection includes it.
 
@@ -51,6 +57,10 @@ from .surrogate import FeasibilityModel
 #: valid configuration scored): 16 samples ranked as 32 (4 objectives) and 64 (3 objectives) did, as closely as two
 #: sampler seeds at the larger count (Spearman 0.994-0.997, the same top pick, 9-10 of the top 10 shared).
 MC_SAMPLES = {2: 128, 3: 32, 4: 16}
+#: Screening, where more than SCREEN_KEEP configurations remain: every one is scored with SCREEN_SAMPLES QMC samples
+#: first, and only the SCREEN_KEEP best are scored with MC_SAMPLES (see the module).
+SCREEN_SAMPLES = 4
+SCREEN_KEEP = 512
 #: Configurations scored per batched evaluation (bounds memory on the 8640-point gpu space).
 CHUNK = 512
 #: Picks after the first are re-scored among this many best configurations of the first pass (see the module).
@@ -116,38 +126,57 @@ def _constraint(index: int, log_bound: float):
     return lambda Z: Z[..., index] - log_bound  # negative: the SLO is met
 
 
-def _acquisition(state: SearchState, k: int, n: int, X_obs, outcomes, constraints, ref):
-    """The fitted GPs and their qLogNEHVI (small matrices: on :data:`THREADS` torch threads). ``max_iep = n``:
-    a batch's pending points enter each evaluation jointly (inclusion-exclusion over at most ``n`` points) instead
-    of re-partitioning every MC sample's front per pick (BoTorch's Python box decomposition: seconds per pick with
-    3-4 objectives)."""
+def _fit(state: SearchState, outcomes):
+    """The fitted GPs of every outcome (small matrices: on :data:`THREADS` torch threads)."""
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(THREADS)
-        model = fit_outcomes(*outcomes, state.space.categorical_columns() if _has_onehot(state) else None)
-        acqf = SharedPosteriorQLogNEHVI(
+        return fit_outcomes(*outcomes, state.space.categorical_columns() if _has_onehot(state) else None)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _acquisition(model, state: SearchState, k: int, n: int, X_obs, constraints, ref, samples: int, salt: int):
+    """qLogNEHVI of ``model`` with ``samples`` QMC samples (sampler seed from ``salt``). ``max_iep = n``: a batch's
+    pending points enter each evaluation jointly (inclusion-exclusion over at most ``n`` points) instead of
+    re-partitioning every MC sample's front per pick (BoTorch's Python box decomposition: seconds per pick with 3-4
+    objectives). Built on :data:`THREADS` torch threads (the box decompositions of the sampled fronts)."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(THREADS)
+        return SharedPosteriorQLogNEHVI(
             model=model, ref_point=tensor(-ref), X_baseline=tensor(X_obs),
-            sampler=SobolQMCNormalSampler(torch.Size([MC_SAMPLES[k]]), seed=state.derived_seed(17)),
+            sampler=SobolQMCNormalSampler(torch.Size([samples]), seed=state.derived_seed(salt)),
             objective=IdentityMCMultiOutputObjective(outcomes=list(range(k))),
             constraints=[_constraint(k + i, b) for i, (_, b) in enumerate(constraints)] or None,
             prune_baseline=True, max_iep=n)
     finally:
         torch.set_num_threads(threads)
-    return model, acqf
 
 
-def _greedy(weighted: FeasibilityWeighted, n: int) -> tuple[list[int], list[float]]:
-    """Sequential greedy selection of ``n`` of ``weighted.choices``: the first pick scored on every choice, the
-    others by :func:`optimize_acqf_discrete` among the :data:`RESCORE` best of that first pass (see the module)."""
-    choices = weighted.choices
+def _scores(weighted: FeasibilityWeighted, X: torch.Tensor) -> torch.Tensor:
+    """``weighted`` of every row of ``X`` (r, d) as a single configuration, :data:`CHUNK` at a time: (r,)."""
     with torch.no_grad():
-        first = torch.cat([weighted(choices[i:i + CHUNK, None, :]) for i in range(0, len(choices), CHUNK)])
-    order = torch.argsort(first, descending=True, stable=True)  # the first index on ties: deterministic
-    idx, values = [int(order[0])], [float(first[order[0]])]
+        return torch.cat([weighted(X[i:i + CHUNK, None, :]) for i in range(0, len(X), CHUNK)])
+
+
+def _greedy(weighted: FeasibilityWeighted, n: int, screen: FeasibilityWeighted | None = None
+            ) -> tuple[list[int], list[float]]:
+    """Sequential greedy selection of ``n`` of ``weighted.choices``: the first pick scored on every choice (with
+    ``screen``, on the :data:`SCREEN_KEEP` best choices by ``screen``, the same acquisition with fewer samples),
+    the others by :func:`optimize_acqf_discrete` among the :data:`RESCORE` best of that first pass (see the
+    module)."""
+    choices = weighted.choices
+    pool = torch.arange(len(choices))
+    if screen is not None:
+        pool = torch.argsort(_scores(screen, choices), descending=True, stable=True)[:SCREEN_KEEP].sort().values
+    first = _scores(weighted, choices[pool])
+    order = pool[torch.argsort(first, descending=True, stable=True)]  # the first index on ties: deterministic
+    idx, values = [int(order[0])], [float(first.max())]
     if n > 1:
         weighted.set_X_pending(choices[idx])
-        pool = order[1:RESCORE].sort().values
-        X_rest, v_rest = optimize_acqf_discrete(weighted, q=n - 1, choices=choices[pool], max_batch_size=CHUNK)
+        rest = order[1:RESCORE].sort().values
+        X_rest, v_rest = optimize_acqf_discrete(weighted, q=n - 1, choices=choices[rest], max_batch_size=CHUNK)
         idx += [int(i) for i in weighted.lookup(X_rest)]
         values += [float(v) for v in v_rest.reshape(-1)]
     return idx, values
@@ -157,10 +186,15 @@ def _pick(state: SearchState, n: int, k: int, X_obs, outcomes, constraints, ref,
     """Fit, score, pick ``n``: (remaining indices, log acquisition values, posterior means of the picks)."""
     with torch.random.fork_rng():
         torch.manual_seed(state.derived_seed(16))
-        model, acqf = _acquisition(state, k, n, X_obs, outcomes, constraints, ref)
+        model = _fit(state, outcomes)
         choices = tensor(state.X_remaining)
         log_p = torch.log(tensor(p_feasible)).clamp_min(LOG_P_FLOOR)
-        idx, values = _greedy(FeasibilityWeighted(acqf, choices, log_p), n)
+        weighted = FeasibilityWeighted(
+            _acquisition(model, state, k, n, X_obs, constraints, ref, MC_SAMPLES[k], salt=17), choices, log_p)
+        screen = FeasibilityWeighted(
+            _acquisition(model, state, k, n, X_obs, constraints, ref, SCREEN_SAMPLES, salt=18), choices, log_p
+        ) if len(choices) > SCREEN_KEEP else None
+        idx, values = _greedy(weighted, n, screen)
         with torch.no_grad():
             mean = model.posterior(choices[idx]).mean.numpy()
     return idx, np.array(values), mean
