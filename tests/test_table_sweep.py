@@ -12,7 +12,10 @@ import pytest
 import yaml
 
 from conftest import VLLM_MOBO, load_test_config, write_config
-from vllm_mobo.replay.sweep import record_crash
+from vllm_mobo.config import load_config
+from vllm_mobo.records import candidate_name
+from vllm_mobo.replay.sweep import planned_runs, record_crash
+from vllm_mobo.search.plan import platform_for, valid_and_skipped
 from vllm_mobo.replay.table import ReplayTable
 
 
@@ -92,3 +95,25 @@ def test_a_time_limit_stops_the_sweep_before_the_next_engine(tmp_path):
     assert "[table-sweep] [" not in proc.stdout
     assert not (out / "records").exists() or not list((out / "records").glob("*.json"))
     assert not (out / "table.csv").exists()
+
+
+def test_the_sweep_measures_in_a_seeded_random_order_with_vllms_default_first(tmp_path):
+    """Drift of the machine's speed over a sweep must not follow the space's order: every planned run once,
+    vLLM's default first, the rest shuffled by the seed (the same seed: the same order, so a resumed sweep goes on
+    where it stopped), repeats only of the repeated candidates."""
+    config = load_test_config("tiny.yaml")
+    config["search_space"] = {"max_num_seqs": [8, 16, 32, 64], "max_num_batched_tokens": [1024, 2048, 4096]}
+    config = load_config(write_config(tmp_path, config))
+    runs = planned_runs(config, repeat_candidates=3, repeats=2, seed=0)
+    paths = [rel for _, rel in runs]
+    assert paths[0] == "records/vllm-default.json"
+    records = [p for p in paths if p.startswith("records/")]
+    repeats = [p for p in paths if p.startswith("repeats/")]
+    assert len(records) == len(set(records)) == 13 and len(repeats) == len(set(repeats)) == 6
+    repeated = {p.removeprefix("repeats/").rsplit("-r", 1)[0] for p in repeats}
+    assert "vllm-default" in repeated and len(repeated) == 3
+    _, valid, _ = valid_and_skipped(config, platform_for(config))
+    assert records[1:] != [f"records/{candidate_name(c)}.json" for c in valid]  # not the space's order
+    assert max(paths.index(p) for p in repeats) - min(paths.index(p) for p in repeats) > 6  # spread, not a tail
+    assert planned_runs(config, repeat_candidates=3, repeats=2, seed=0) == runs
+    assert [rel for _, rel in planned_runs(config, repeat_candidates=3, repeats=2, seed=1)] != paths

@@ -42,9 +42,16 @@ MORE_TO_DO = 3
 
 
 def planned_runs(config: dict, repeat_candidates: int, repeats: int, seed: int = 0) -> list[tuple[dict, str]]:
-    """Every (candidate, path relative to the output folder) to measure, in order: vLLM's default, then every
-    valid configuration, then ``repeats`` more runs of ``repeat_candidates`` configurations drawn with ``seed``
-    (vLLM's default always among them)."""
+    """Every (candidate, path relative to the output folder) to measure, in the order to measure them: vLLM's
+    default first, then every valid configuration and ``repeats`` more runs of ``repeat_candidates``
+    configurations (vLLM's default always among them), all shuffled with ``seed``.
+
+    Shuffled, not in the space's order: a machine's speed drifts over an hour-long sweep (the 2-core CPU table of
+    2026-12-01 measured vLLM's default at 1,838 and later 1,100 tok/s), and in the space's order that drift lands
+    on neighbouring configurations together, a ridge a model takes for an effect of the knobs (that table's
+    residuals from the knobs' main effects correlate 0.43 in tokens/s and 0.26 in J/token from one measurement to
+    the next, permutation p < 0.001; ``benchmarks/table_drift.py``). In random order it is noise, spread over the
+    space as it is over the repeats."""
     _, valid, _ = valid_and_skipped(config, platform_for(config))
     everything = [{"name": VLLM_DEFAULT, "config": {}}] + [{"name": candidate_name(c), "config": c} for c in valid]
     runs = [(c, f"records/{c['name']}.json") for c in everything]
@@ -53,7 +60,7 @@ def planned_runs(config: dict, repeat_candidates: int, repeats: int, seed: int =
                                 rng.choice(len(valid), size=min(max(repeat_candidates - 1, 0), len(valid)), replace=False)]
     for k in range(1, repeats + 1):
         runs += [(c, f"repeats/{c['name']}-r{k}.json") for c in picked[:repeat_candidates]]
-    return runs
+    return runs[:1] + [runs[1 + i] for i in rng.permutation(len(runs) - 1)]
 
 
 def _set_environment(spec: dict) -> None:
@@ -207,7 +214,8 @@ def write_table(config: dict, out_dir: Path, name: str, description: str) -> pd.
             "after another in one process (engine core in-process, VLLM_ENABLE_V1_MULTIPROCESSING=0; at most "
             "a few engines per process), the pipeline's offline measurement (warm-up, then the timed generate of the "
             "whole workload with the energy meters over that window); single measurement per configuration, "
-            "repeats.csv holds fresh-engine repeats of a few configurations for the noise model"),
+            "repeats.csv holds fresh-engine repeats of a few configurations for the noise model; measured in "
+            "the seeded random order of planned_runs (vLLM's default first)"),
         "energy_provenance": energy_sources,
     }
     (out_dir / "meta.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))

@@ -1,0 +1,82 @@
+"""Does a replay table carry the machine's drift along its measurement order?
+
+For each table (a folder of ``vllm-mobo measure-table``), the successful rows of ``records/`` are put in the order
+they were measured (each record's ``timing.window_started_at``), and each objective's log value is fitted by the
+knobs' main effects (least squares, one indicator per knob value). If the machine's speed drifted during the sweep,
+the residuals of measurements taken one after the other are alike: printed is their lag-1 autocorrelation in
+measurement order, its permutation p-value (the residuals shuffled 5,000 times) and the Spearman correlation of the
+residuals with the time of measurement (a trend)::
+
+    .venv/bin/python benchmarks/table_drift.py benchmarks/replay/tables/cpu-2core-tiny-llama-3s [TABLE ...]
+
+A sweep in the space's order turns drift into a smooth ridge over neighbouring configurations; the sweep now
+measures in a seeded random order (:func:`vllm_mobo.replay.sweep.planned_runs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+OBJECTIVES = ["output_tokens_per_s", "joules_per_output_token"]
+
+
+def measured_rows(table: Path) -> pd.DataFrame:
+    """One row per successful record: candidate, knob values (vLLM's resolved value where the configuration leaves
+    a knob out, as vLLM's default does), objectives, the window's start; in the order measured."""
+    records = [json.loads(p.read_text()) for p in sorted((table / "records").glob("*.json"))]
+    records = [r for r in records if r.get("status") == "ok" and (r.get("timing") or {}).get("window_started_at")]
+    knobs = sorted({k for r in records for k in (r.get("config") or {})})
+    rows = [{"candidate": r["candidate"], "started": r["timing"]["window_started_at"],
+             **{f"knob:{k}": str((r.get("config") or {}).get(k, (r.get("resolved_engine_args") or {}).get(k)))
+                for k in knobs},
+             **{m: r["metrics"].get(m) for m in OBJECTIVES}} for r in records]
+    return pd.DataFrame(rows, columns=["candidate", "started", *[f"knob:{k}" for k in knobs], *OBJECTIVES]
+                        ).sort_values("started", kind="stable").reset_index(drop=True)
+
+
+def lag1(r: np.ndarray) -> float:
+    return float(np.corrcoef(r[:-1], r[1:])[0, 1])
+
+
+def drift(frame: pd.DataFrame, metric: str, permutations: int, rng: np.random.Generator) -> dict:
+    knobs = [c for c in frame.columns if c.startswith("knob:")]
+    X = pd.get_dummies(frame[knobs], drop_first=True).astype(float)
+    X.insert(0, "intercept", 1.0)
+    y = np.log(frame[metric].to_numpy(dtype=float))
+    beta, *_ = np.linalg.lstsq(X.to_numpy(), y, rcond=None)
+    resid = y - X.to_numpy() @ beta
+    observed = lag1(resid)
+    null = np.array([lag1(rng.permutation(resid)) for _ in range(permutations)])
+    return {"metric": metric, "rows": len(y), "knob_r2": 1 - resid.var() / y.var(), "lag1_autocorrelation": observed,
+            "p_value": (1 + int((null >= observed).sum())) / (1 + permutations),
+            "spearman_with_time": spearmanr(frame["started"], resid)[0],
+            "sweep_minutes": (frame["started"].max() - frame["started"].min()) / 60}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("tables", nargs="+", type=Path)
+    ap.add_argument("--permutations", type=int, default=5000)
+    a = ap.parse_args(argv)
+    out = []
+    for table in a.tables:
+        frame = measured_rows(table)
+        if len(frame) < 8:
+            print(f"{table}: {len(frame)} timed successful records, too few", file=sys.stderr)
+            continue
+        for metric in OBJECTIVES:
+            out.append({"table": table.name, **drift(frame, metric, a.permutations, np.random.default_rng(0))})
+    if out:
+        print(pd.DataFrame(out).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
