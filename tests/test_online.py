@@ -273,8 +273,12 @@ def test_rates_slos_and_headline_against_a_stand_in_server(tmp_path):
             "energy": {"cpu_watts_per_core": 7.5, "ram_watts_per_gb": 0.375},
             "online": {"port": 0, "server_start_timeout_s": 60, "request_rates": ["inf", 4, 1000],
                        "slo": {"ttft_ms_p99": 300, "tpot_ms_p99": 50}, "slo_as_constraint": True, "num_prompts": None}}
+    before = time.time()
     result = online.run(spec)
     m = result["measurements"]
+    timing = result["timing"]  # the measured windows start after the server start and warm-up, and fit before now
+    assert timing["window_started_at"] - before >= timing["engine_init_s"] + timing["warmup_s"]
+    assert timing["window_started_at"] + timing["measured_s"] <= time.time()
     assert [r["request_rate"] for r in m["rates"]] == [4.0, 1000.0]
     assert m["rates_not_run"] == ["inf"]
     fast, burst = m["rates"]

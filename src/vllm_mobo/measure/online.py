@@ -247,7 +247,7 @@ def run(spec: dict, server_env: dict | None = None) -> dict:
         if warm:
             with timeline.phase("warmup"):
                 run_load(load.base_url, spec["model"], warm, float("inf"), {}, seed=0, tokenizer=load.tokenizer)
-        t_warm = time.perf_counter()
+        t_warm, started_at = time.perf_counter(), time.time()
         if (online.get("capacity") or {}).get("enabled"):
             body = measure_capacity(spec, load)
         else:
@@ -263,7 +263,7 @@ def run(spec: dict, server_env: dict | None = None) -> dict:
         "energy": body["energy"],
         "energy_per_rate": body["energy_per_rate"],
         "timing": {"engine_init_s": startup_s, "warmup_s": t_warm - t_ready, "measured_s": body["measured_s"],
-                   "total_s": time.perf_counter() - t_start},
+                   "total_s": time.perf_counter() - t_start, "window_started_at": started_at},
         "resolved_engine_args": resolved,
         "server": {"command": server.cmd, "port": server.port, "port_notes": port_notes},
         "power_timeline": power_timeline,
