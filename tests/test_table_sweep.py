@@ -1,6 +1,7 @@
 """The table sweep (replay tables measured with the real engine): every valid configuration and vLLM's default
 measured on the real vLLM CPU engine, invalid ones recorded with their rule's reason, repeats for the noise model,
-restarts between sweep processes, resumption, and the crash record of a process that died mid-candidate."""
+restarts between sweep processes, resumption, the crash record of a process that died mid-candidate, and the
+seeded random order of the measurements."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from conftest import VLLM_MOBO, load_test_config, write_config
 from vllm_mobo.config import load_config
 from vllm_mobo.records import candidate_name
 from vllm_mobo.replay.sweep import planned_runs, record_crash
-from vllm_mobo.search.plan import platform_for, valid_and_skipped
 from vllm_mobo.replay.table import ReplayTable
+from vllm_mobo.search.plan import platform_for, valid_and_skipped
 
 
 @pytest.mark.engine
