@@ -5,7 +5,7 @@ they were measured (each record's ``timing.window_started_at``), and each object
 knobs' main effects (least squares, one indicator per knob value). If the machine's speed drifted during the sweep,
 the residuals of measurements taken one after the other are alike: printed is their lag-1 autocorrelation in
 measurement order, its permutation p-value (the residuals shuffled 5,000 times) and the Spearman correlation of the
-residuals with the time of measurement (a trend)::
+residuals with the time of measurement (a trend); ``energy`` says whether a J/token is measured or ESTIMATED::
 
     .venv/bin/python benchmarks/table_drift.py benchmarks/replay/tables/cpu-2core-tiny-llama-3s [TABLE ...]
 
@@ -24,20 +24,24 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from vllm_mobo.records import provenance_summary
+
 OBJECTIVES = ["output_tokens_per_s", "joules_per_output_token"]
 
 
 def measured_rows(table: Path) -> pd.DataFrame:
     """One row per successful record: candidate, knob values (vLLM's resolved value where the configuration leaves
-    a knob out, as vLLM's default does), objectives, the window's start; in the order measured."""
+    a knob out, as vLLM's default does), objectives, the window's start, the energy sources' provenances; in the
+    order measured."""
     records = [json.loads(p.read_text()) for p in sorted((table / "records").glob("*.json"))]
     records = [r for r in records if r.get("status") == "ok" and (r.get("timing") or {}).get("window_started_at")]
     knobs = sorted({k for r in records for k in (r.get("config") or {})})
     rows = [{"candidate": r["candidate"], "started": r["timing"]["window_started_at"],
+             "energy": ",".join(src["provenance"] for src in r["energy"]["sources"]),
              **{f"knob:{k}": str((r.get("config") or {}).get(k, (r.get("resolved_engine_args") or {}).get(k)))
                 for k in knobs},
              **{m: r["metrics"].get(m) for m in OBJECTIVES}} for r in records]
-    return pd.DataFrame(rows, columns=["candidate", "started", *[f"knob:{k}" for k in knobs], *OBJECTIVES]
+    return pd.DataFrame(rows, columns=["candidate", "started", "energy", *[f"knob:{k}" for k in knobs], *OBJECTIVES]
                         ).sort_values("started", kind="stable").reset_index(drop=True)
 
 
@@ -54,7 +58,11 @@ def drift(frame: pd.DataFrame, metric: str, permutations: int, rng: np.random.Ge
     resid = y - X.to_numpy() @ beta
     observed = lag1(resid)
     null = np.array([lag1(rng.permutation(resid)) for _ in range(permutations)])
-    return {"metric": metric, "rows": len(y), "knob_r2": 1 - resid.var() / y.var(), "lag1_autocorrelation": observed,
+    energy = "-"
+    if metric.startswith("joules"):
+        energy = provenance_summary(p for cell in frame["energy"] for p in cell.split(","))
+    return {"metric": metric, "energy": energy if energy == "measured" else energy.upper(), "rows": len(y),
+            "knob_r2": 1 - resid.var() / y.var(), "lag1_autocorrelation": observed,
             "p_value": (1 + int((null >= observed).sum())) / (1 + permutations),
             "spearman_with_time": spearmanr(frame["started"], resid)[0],
             "sweep_minutes": (frame["started"].max() - frame["started"].min()) / 60}

@@ -49,9 +49,9 @@ def planned_runs(config: dict, repeat_candidates: int, repeats: int, seed: int =
     Shuffled, not in the space's order: a machine's speed drifts over an hour-long sweep (the 2-core CPU table of
     2026-12-01 measured vLLM's default at 1,838 and later 1,100 tok/s), and in the space's order that drift lands
     on neighbouring configurations together, a ridge a model takes for an effect of the knobs (that table's
-    residuals from the knobs' main effects correlate 0.43 in tokens/s and 0.26 in J/token from one measurement to
-    the next, permutation p < 0.001; ``benchmarks/table_drift.py``). In random order it is noise, spread over the
-    space as it is over the repeats."""
+    residuals from the knobs' main effects correlate 0.43 in tokens/s and 0.26 in estimated J/token from one
+    measurement to the next, permutation p < 0.001; ``benchmarks/table_drift.py``). In random order it is noise,
+    spread over the space as it is over the repeats."""
     _, valid, _ = valid_and_skipped(config, platform_for(config))
     everything = [{"name": VLLM_DEFAULT, "config": {}}] + [{"name": candidate_name(c), "config": c} for c in valid]
     runs = [(c, f"records/{c['name']}.json") for c in everything]
