@@ -1,0 +1,115 @@
+"""The target rate measured after the capacity search against the same rate at the ramp's start, on one server.
+
+In capacity mode (``benchmark.online.capacity``) each server first runs the capacity ramp, which starts at
+``start_rate``, and then measures the target rates (``request_rates``). Where the first target rate equals
+``start_rate``, every run measures that rate twice: first on a fresh server, then after the search's overloaded
+steps. This script runs the named configurations of a config ``--repeats`` times each (a fresh server every time,
+in a seeded random order, as the pipeline's worker does), then prints both windows of every run side by side:
+p99 TTFT, p99 TPOT and J/output token (CPU energy is ESTIMATED on the CPU build) and the window's length.
+Finished runs are kept in OUT and not measured again::
+
+    .venv/bin/python benchmarks/target_after_search.py benchmarks/configs/cpu_online3_table.yaml OUT \\
+        seqs32-mbt8192-chunk1 seqs16-mbt8192-chunk1 --repeats 2
+
+Cores: nothing else may run beside it (the CPU engine's threads collapse when a core is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vllm_mobo.config import load_config
+from vllm_mobo.io import read_json
+from vllm_mobo.measure.model import write_model_dir
+from vllm_mobo.measure.runner import run_candidate
+from vllm_mobo.records import candidate_name, provenance_summary
+from vllm_mobo.search.plan import platform_for, valid_and_skipped
+
+WINDOW = re.compile(r"\[vllm-mobo\] rate ([\d.]+): \d+ requests.*window ([\d.]+) s, [\d.]+ out tok/s, "
+                    r"TTFT p99 ([\d.]+) ms, TPOT p99 ([\d.]+) ms, ([\d.e-]+) J/out token")
+
+
+def measure(config: dict, names: list[str], repeats: int, out: Path, seed: int) -> None:
+    _, valid, _ = valid_and_skipped(config, platform_for(config))
+    by_name = {candidate_name(c): c for c in valid}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise SystemExit(f"not valid configurations of the config's search space: {unknown}")
+    model_dir = out / "model"
+    if not (model_dir / "config.json").exists():
+        write_model_dir(config["workload"]["model"], model_dir)
+    runs = [(n, k) for k in range(1, repeats + 1) for n in names]
+    for i in np.random.default_rng(seed).permutation(len(runs)):
+        name, k = runs[i]
+        path = out / f"{name}-r{k}.json"
+        if path.exists():
+            continue
+        t0 = time.time()
+        record = run_candidate(config, {"name": name, "config": by_name[name]}, 0, path, out / f"{name}-r{k}.log",
+                               model_dir=str(model_dir), state_dir=out / "state")
+        print(f"{name} r{k}: {record.get('status')} ({time.time() - t0:.0f} s)", flush=True)
+
+
+def pairs(out: Path, rate: float) -> pd.DataFrame:
+    """Per run: the first and the last window at ``rate`` (the ramp's start and the target after the search)."""
+    rows = []
+    for log in sorted(out.glob("*-r*.log")):
+        name, k = log.stem.rsplit("-r", 1)
+        record = out / f"{log.stem}.json"
+        windows = [m for m in (WINDOW.search(line) for line in log.read_text().splitlines()) if m]
+        windows = [m for m in windows if float(m[1]) == rate]
+        if len(windows) < 2 or not record.exists():
+            continue
+        body = read_json(record)
+        capacity = (body.get("metrics") or {}).get("capacity_requests_per_s")
+        energy = provenance_summary(src["provenance"] for src in (body.get("energy") or {}).get("sources", []))
+        for label, m in (("ramp start", windows[0]), ("target after search", windows[-1])):
+            rows.append({"configuration": name, "repeat": int(k), "window": label, "request_rate": rate,
+                         "window_s": float(m[2]), "ttft_ms_p99": float(m[3]), "tpot_ms_p99": float(m[4]),
+                         "joules_per_output_token": float(m[5]), "energy": energy.upper() if energy != "measured"
+                         else energy, "capacity_requests_per_s": capacity})
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("candidates", nargs="+",
+                    help="configuration names of the config's space (e.g. seqs32-mbt8192-chunk1)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--csv", type=Path, help="also write the pairs here")
+    a = ap.parse_args(argv)
+    config = load_config(a.config)
+    online = config["benchmark"]["online"]
+    rate = float(online["request_rates"][0])
+    if float(online["capacity"]["start_rate"]) != rate:
+        raise SystemExit(f"benchmark.online.request_rates[0] ({rate:g}) must equal capacity.start_rate "
+                         f"({online['capacity']['start_rate']}) for the comparison")
+    a.out.mkdir(parents=True, exist_ok=True)
+    measure(config, a.candidates, a.repeats, a.out, a.seed)
+    frame = pairs(a.out, rate)
+    if a.csv:
+        frame.to_csv(a.csv, index=False)
+    ramp = frame[frame.window == "ramp start"].set_index(["configuration", "repeat"])
+    after = frame[frame.window == "target after search"].set_index(["configuration", "repeat"])
+    print(frame.pivot_table(index=["configuration", "repeat"], columns="window",
+                            values=["ttft_ms_p99", "tpot_ms_p99", "joules_per_output_token"]).round(4).to_string())
+    ttft, joules = after.ttft_ms_p99 / ramp.ttft_ms_p99, after.joules_per_output_token / ramp.joules_per_output_token
+    print(f"{len(ramp)} runs at {rate:g} req/s; after the search: p99 TTFT higher in {int((ttft > 1).sum())} "
+          f"(ratio {ttft.min():.1f}-{ttft.max():.1f}), J/output token higher in {int((joules > 1).sum())} (ratio "
+          f"{joules.min():.3f}-{joules.max():.3f}), p99 TPOT higher in "
+          f"{int((after.tpot_ms_p99 > ramp.tpot_ms_p99).sum())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
