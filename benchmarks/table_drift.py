@@ -16,7 +16,6 @@ measures in a seeded random order (:func:`vllm_mobo.replay.sweep.planned_runs`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from vllm_mobo.records import provenance_summary
+from vllm_mobo.io import read_json
+from vllm_mobo.records import Record, provenance_summary
 
 OBJECTIVES = ["output_tokens_per_s", "joules_per_output_token"]
 
@@ -33,14 +33,13 @@ def measured_rows(table: Path) -> pd.DataFrame:
     """One row per successful record: candidate, knob values (vLLM's resolved value where the configuration leaves
     a knob out, as vLLM's default does), objectives, the window's start, the energy sources' provenances; in the
     order measured."""
-    records = [json.loads(p.read_text()) for p in sorted((table / "records").glob("*.json"))]
-    records = [r for r in records if r.get("status") == "ok" and (r.get("timing") or {}).get("window_started_at")]
-    knobs = sorted({k for r in records for k in (r.get("config") or {})})
-    rows = [{"candidate": r["candidate"], "started": r["timing"]["window_started_at"],
-             "energy": ",".join(src["provenance"] for src in r["energy"]["sources"]),
-             **{f"knob:{k}": str((r.get("config") or {}).get(k, (r.get("resolved_engine_args") or {}).get(k)))
-                for k in knobs},
-             **{m: r["metrics"].get(m) for m in OBJECTIVES}} for r in records]
+    records = [Record.from_dict(read_json(p)) for p in sorted((table / "records").glob("*.json"))]
+    records = [r for r in records if r.ok and r.timing.get("window_started_at")]
+    knobs = sorted({k for r in records for k in r.config})
+    rows = [{"candidate": r.candidate, "started": r.timing["window_started_at"],
+             "energy": ",".join(src.provenance for src in r.energy.sources),
+             **{f"knob:{k}": str(r.config.get(k, r.resolved_engine_args.get(k))) for k in knobs},
+             **{m: r.metrics.get(m) for m in OBJECTIVES}} for r in records]
     return pd.DataFrame(rows, columns=["candidate", "started", "energy", *[f"knob:{k}" for k in knobs], *OBJECTIVES]
                         ).sort_values("started", kind="stable").reset_index(drop=True)
 

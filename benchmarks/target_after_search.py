@@ -17,7 +17,6 @@ Cores: nothing else may run beside it (the CPU engine's threads collapse when a 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -29,12 +28,8 @@ from vllm_mobo.config import load_config
 from vllm_mobo.io import read_json
 from vllm_mobo.measure.model import write_model_dir
 from vllm_mobo.measure.runner import run_candidate
-from vllm_mobo.records import candidate_name, provenance_summary
+from vllm_mobo.records import Record, candidate_name
 from vllm_mobo.search.plan import platform_for, valid_and_skipped
-
-WINDOW = re.compile(r"\[vllm-mobo\] rate ([\d.]+): \d+ requests.*window ([\d.]+) s, [\d.]+ out tok/s, "
-                    r"TTFT p99 ([\d.]+) ms, TPOT p99 ([\d.]+) ms, ([\d.e-]+) J/out token")
-
 
 def measure(config: dict, names: list[str], repeats: int, out: Path, seed: int) -> None:
     _, valid, _ = valid_and_skipped(config, platform_for(config))
@@ -58,23 +53,24 @@ def measure(config: dict, names: list[str], repeats: int, out: Path, seed: int) 
 
 
 def pairs(out: Path, rate: float) -> pd.DataFrame:
-    """Per run: the first and the last window at ``rate`` (the ramp's start and the target after the search)."""
+    """Per run: the capacity search's first step at ``rate`` (the ramp's start) and the target window at ``rate``
+    after the search, from the run's record."""
     rows = []
-    for log in sorted(out.glob("*-r*.log")):
-        name, k = log.stem.rsplit("-r", 1)
-        record = out / f"{log.stem}.json"
-        windows = [m for m in (WINDOW.search(line) for line in log.read_text().splitlines()) if m]
-        windows = [m for m in windows if float(m[1]) == rate]
-        if len(windows) < 2 or not record.exists():
+    for path in sorted(out.glob("*-r*.json")):
+        record = Record.from_dict(read_json(path))
+        ramp = next((s for s in record.metrics.get("capacity_steps", []) if s["request_rate"] == rate), None)
+        target = next((r for r in record.metrics.get("rates", []) if r["request_rate"] == rate and r["measured"]),
+                      None)
+        if not record.ok or ramp is None or target is None:
             continue
-        body = read_json(record)
-        capacity = (body.get("metrics") or {}).get("capacity_requests_per_s")
-        energy = provenance_summary(src["provenance"] for src in (body.get("energy") or {}).get("sources", []))
-        for label, m in (("ramp start", windows[0]), ("target after search", windows[-1])):
-            rows.append({"configuration": name, "repeat": int(k), "window": label, "request_rate": rate,
-                         "window_s": float(m[2]), "ttft_ms_p99": float(m[3]), "tpot_ms_p99": float(m[4]),
-                         "joules_per_output_token": float(m[5]), "energy": energy.upper() if energy != "measured"
-                         else energy, "capacity_requests_per_s": capacity})
+        energy = record.energy.provenance
+        for label, window in (("ramp start", ramp), ("target after search", target)):
+            rows.append({"configuration": record.candidate, "repeat": int(path.stem.rsplit("-r", 1)[1]),
+                         "window": label, "request_rate": rate, "window_s": window["window_s"],
+                         "ttft_ms_p99": window["ttft_ms_p99"], "tpot_ms_p99": window["tpot_ms_p99"],
+                         "joules_per_output_token": window["joules_per_output_token"],
+                         "energy": energy if energy == "measured" else energy.upper(),
+                         "capacity_requests_per_s": record.metrics["capacity_requests_per_s"]})
     return pd.DataFrame(rows)
 
 

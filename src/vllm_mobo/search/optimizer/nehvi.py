@@ -154,10 +154,10 @@ def _acquisition(model, state: SearchState, k: int, n: int, X_obs, constraints, 
         torch.set_num_threads(threads)
 
 
-def _scores(weighted: FeasibilityWeighted, X: torch.Tensor) -> torch.Tensor:
-    """``weighted`` of every row of ``X`` (r, d) as a single configuration, :data:`CHUNK` at a time: (r,)."""
+def _scores(acqf: AcquisitionFunction, X: torch.Tensor) -> torch.Tensor:
+    """``acqf`` of every row of ``X`` (r, d) as a single configuration, :data:`CHUNK` at a time: (r,)."""
     with torch.no_grad():
-        return torch.cat([weighted(X[i:i + CHUNK, None, :]) for i in range(0, len(X), CHUNK)])
+        return torch.cat([acqf(X[i:i + CHUNK, None, :]) for i in range(0, len(X), CHUNK)])
 
 
 def _greedy(weighted: FeasibilityWeighted, n: int, screen: FeasibilityWeighted | None = None
