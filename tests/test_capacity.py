@@ -99,13 +99,14 @@ def test_capacity_metrics_are_those_of_the_step_at_the_capacity():
     assert m["capacity_bracket_low_per_s"] <= m["capacity_requests_per_s"] < m["capacity_bracket_high_per_s"]
 
 
-def test_target_rates_above_the_failing_rate_are_not_sustainable_and_not_measured():
+def test_target_rates_above_the_first_failing_one_are_not_sustainable_and_not_measured():
     calls = []
-    entries, not_run = cap.measure_targets(boundary(13.0, calls), [2, "inf", 20, 14], high=16.0)
-    assert calls == [2.0, 14.0]  # 20 and inf are above 16, the lowest rate that failed
+    entries, not_run = cap.measure_targets(boundary(13.0, calls), [2, "inf", 20, 14, 8])
+    assert calls == [2.0, 8.0, 14.0]  # from low to high; 14 violates, so 20 and inf are not run
     assert not_run == [20.0, "inf"]
     assert [(e["request_rate"], e["measured"], e["sustainable"]) for e in entries] == [
-        (2.0, True, True), (14.0, True, False), (20.0, False, False), ("inf", False, False)]
+        (2.0, True, True), (8.0, True, True), (14.0, True, False), (20.0, False, False), ("inf", False, False)]
+    assert entries[3]["slo_violations"] == ["above the target rate 14.0 requests/s, which violated the SLOs"]
     first = cap.at_target_metrics(entries, 2)
     assert first["target_rate"] == 2.0 and first["slo_met_at_target"] is True
     assert first["joules_per_output_token_at_target"] == 0.1 and first["ttft_ms_p99_at_target"] == 2.0
@@ -113,8 +114,8 @@ def test_target_rates_above_the_failing_rate_are_not_sustainable_and_not_measure
         missed = cap.at_target_metrics(entries, rate)
         assert missed["slo_met_at_target"] is False
         assert all(math.isnan(missed[k]) for k in cap.AT_TARGET)
-    entries, not_run = cap.measure_targets(boundary(13.0), ["inf"], high=None)  # no rate failed: measured
-    assert not_run == [] and entries[0]["measured"]
+    entries, not_run = cap.measure_targets(boundary(13.0), ["inf"])  # a lone rate is measured, even overloaded
+    assert not_run == [] and entries[0]["measured"] and not entries[0]["sustainable"]
 
 
 # ------------------------------------------------------------------------------------------- windows by time
@@ -167,7 +168,7 @@ def test_all_at_once_repeats_batches_until_the_window_is_long_enough(tmp_path):
 def test_capacity_search_against_a_stand_in_server(tmp_path):
     """The whole worker in capacity mode: the stand-in serves ~16 requests/s at most, so a 300 ms p99 TTFT
     fails somewhere on the ramp 2, 4, 8, 16, 32; every step is a window of >= 1 s; the target rate 3 is
-    measured, ``inf`` is not sustainable."""
+    measured first, on the fresh server; ``inf`` (batches of 4 requests at once) only if 3 meets the SLOs."""
     capacity = {"enabled": True, "start_rate": 2, "growth": 2, "tolerance": 0.3, "max_steps": 8, "max_time_s": 120}
     spec = stand_in_spec(tmp_path, {"request_rates": [3, "inf"], "slo": {"ttft_ms_p99": 300},
                                     "capacity": capacity}, min_window_s=1.0)
@@ -184,13 +185,20 @@ def test_capacity_search_against_a_stand_in_server(tmp_path):
     assert m["capacity_output_tokens_per_s"] == at_capacity["output_tokens_per_s"] == m["output_tokens_per_s"]
     assert m["joules_per_output_token_at_capacity"] == at_capacity["joules_per_output_token"]
     assert all(not s["slo_met"] for s in steps if s["rate"] >= high)
-    assert [r["request_rate"] for r in m["rates"]] == [3.0, "inf"] and m["rates_not_run"] == ["inf"]
-    target = m["rates"][0]
+    assert [r["request_rate"] for r in m["rates"]] == [3.0, "inf"]
+    target, at_once = m["rates"]
     assert target["measured"] and target["elapsed_s"] >= 1.0
     if target["slo_met"]:
         assert m["joules_per_output_token_at_target"] == target["joules_per_output_token"]
         assert m["ttft_ms_p99_at_target"] == target["ttft_ms_p99"] <= 300
-    assert len(result["energy_per_rate"]) == len(steps) + 1
+        assert at_once["measured"] and m["rates_not_run"] == []  # 4 requests at once: it may meet the SLOs
+    else:
+        assert not at_once["measured"] and m["rates_not_run"] == ["inf"]
+    windows = [w for w in m["rates"] if w["measured"]]
+    # the targets come first: the power timeline's windows and energy_per_rate follow the order measured
+    assert [e["phase"] for e in result["energy_per_rate"]] == ["target"] * len(windows) + [s["phase"] for s in steps]
+    assert [p["label"] for p in result["power_timeline"]["phases"] if p["phase"] == "window"] == [
+        f"{float(w['request_rate']):g} req/s" for w in [*windows, *steps]]
     assert wait_gone(int((tmp_path / "server.pid").read_text()))
 
 

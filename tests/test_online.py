@@ -414,7 +414,7 @@ def test_online_mode_end_to_end(tmp_path):
     assert rec["server"]["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     # the power timeline: warm-up, then one window per rate measured, in order; the CPU curve is the estimate
     tl = rec["power_timeline"]
-    rates = [s["request_rate"] for s in rec["metrics"]["capacity_steps"]] + [4.0]
+    rates = [4.0] + [s["request_rate"] for s in rec["metrics"]["capacity_steps"]]  # the target comes first
     assert [p["label"] for p in tl["phases"] if p["phase"] == "window"] == [f"{r:g} req/s" for r in rates]
     assert tl["phases"][0]["phase"] == "warmup" and tl["channels"][0]["provenance"] == "estimated"
     assert len(tl["t_s"]) == len(tl["watts"]["cpu"]) + 1 and max(tl["watts"]["cpu"]) > 0

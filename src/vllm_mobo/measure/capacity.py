@@ -162,20 +162,23 @@ def capacity_metrics(out: Outcome, devices_used: int) -> dict:
             **out.summary()}
 
 
-def measure_targets(measure: Callable[[float], dict], rates: list, high: float | None) -> tuple[list[dict], list]:
-    """Each target rate from low to high: measured (``measure(rate)``), unless it is above ``high``, the lowest
-    rate the capacity search saw violate the SLOs; such a rate is entered as not sustainable, unmeasured.
-    Returns (entries, labels of the rates not measured); every entry has ``measured`` and ``sustainable``."""
-    entries, not_run = [], []
+def measure_targets(measure: Callable[[float], dict], rates: list) -> tuple[list[dict], list]:
+    """Each target rate from low to high (``measure(rate)``), until one violates the SLOs; the rates above it are
+    entered as not sustainable, unmeasured (latency grows with load, as the bisection assumes). The online worker
+    runs them on the fresh server, before the capacity search. Returns (entries, labels of the rates not
+    measured); every entry has ``measured`` and ``sustainable``."""
+    entries, not_run, failed = [], [], None
     for rate in sorted_rates(rates):
-        if high is not None and rate > high:
+        if failed is not None:
             not_run.append(rate_label(rate))
             entries.append({"request_rate": rate_label(rate), "measured": False, "sustainable": False,
-                            "slo_met": False, "slo_violations": [f"above the lowest rate that violated the SLOs in "
-                                                                 f"the capacity search ({high:.4g} requests/s)"]})
+                            "slo_met": False, "slo_violations": [f"above the target rate {rate_label(failed)} "
+                                                                 f"requests/s, which violated the SLOs"]})
             continue
         m = measure(rate)
         entries.append({**m, "measured": True, "sustainable": bool(m["slo_met"])})
+        if not m["slo_met"]:
+            failed = rate
     return entries, not_run
 
 

@@ -32,11 +32,14 @@ headline metrics (those the optimiser and tables read) are the highest rate that
 highest rate. With SLOs, rates above the first violating one are not run. If even the lowest rate violates them,
 the headline is that rate with ``slo_met: false``.
 
-**Capacity** (``online.capacity.enabled: true``, SLOs required): :mod:`.capacity` searches the highest rate that
-meets the SLOs (a geometric ramp from ``start_rate``, then bisection, bounded by ``max_steps`` and
-``max_time_s``), one window per step; then each of ``request_rates`` (the target rates) is measured, except those
-above the lowest rate that violated the SLOs (entered as not sustainable). The headline is the step at the
-capacity (``slo_met: false`` and capacity 0 when ``start_rate`` already violates the SLOs); metrics.json adds
+**Capacity** (``online.capacity.enabled: true``, SLOs required): first each of ``request_rates`` (the target
+rates) is measured from low to high on the fresh server, until one violates the SLOs (the rates above it are
+entered as not sustainable, unmeasured); then :mod:`.capacity` searches the highest rate that meets the SLOs (a
+geometric ramp from ``start_rate``, then bisection, bounded by ``max_steps`` and ``max_time_s``), one window per
+step. Targets come first because a server's later windows are slower than its first ones (on the CPU build p99
+TTFT grew over a server's windows even at a constant 8 req/s, without overload): measured first, every
+candidate's targets follow the same warm-up, whatever its capacity search then does. The headline is the step at
+the capacity (``slo_met: false`` and capacity 0 when ``start_rate`` already violates the SLOs); metrics.json adds
 ``capacity_requests_per_s``, ``capacity_output_tokens_per_s`` (also ``_per_device``),
 ``joules_per_output_token_at_capacity``, the bracket and how the search ended, every step
 (``capacity_steps``), every target rate (``rates``) and the first target rate's figures as
@@ -200,20 +203,19 @@ def measure_rates(spec: dict, load: Load) -> dict:
 
 
 def measure_capacity(spec: dict, load: Load) -> dict:
-    """The capacity search on the running server (:mod:`.capacity`), then the target rates."""
+    """The target rates on the fresh server, then the capacity search (:mod:`.capacity`) on it."""
     online = spec["online"]
     settings = cap.Settings.from_config(online["capacity"])
+    targets, not_run = cap.measure_targets(lambda rate: measure_rate(spec, load, rate), online["request_rates"])
+    if not_run:
+        print(f"[vllm-mobo] target rates {not_run} not run: not sustainable (a lower target rate violated the SLOs)",
+              flush=True)
     print(f"[vllm-mobo] capacity search: {asdict(settings)}", flush=True)
     outcome = cap.search(lambda rate: measure_rate(spec, load, rate), settings)
     print(f"[vllm-mobo] capacity {outcome.capacity:.4g} requests/s, bracket [{outcome.low}, {outcome.high}]: "
           f"{cap.ENDS[outcome.end]}", flush=True)
-    targets, not_run = cap.measure_targets(lambda rate: measure_rate(spec, load, rate), online["request_rates"],
-                                           outcome.high)
-    if not_run:
-        print(f"[vllm-mobo] target rates {not_run} not run: not sustainable (above {outcome.high:.4g} requests/s)",
-              flush=True)
     headline = outcome.best or outcome.steps[0]
-    measured = [*outcome.steps, *(t for t in targets if t["measured"])]
+    measured = [*(t for t in targets if t["measured"]), *outcome.steps]
     measurements = {
         **{k: v for k, v in _without_energy(headline).items() if k not in ("step", "rate", "phase", "step_s")},
         **cap.capacity_metrics(outcome, devices_used(spec["engine_args"])),
