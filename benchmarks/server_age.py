@@ -1,13 +1,15 @@
-"""How one server's windows at a constant rate change over its life, without any overload in between.
+"""How one server's windows at a constant rate change over its life (with or without overload in between).
 
 For each named configuration of a config in online mode: one API server (as the online worker starts it), its
 warm-up, then ``--windows`` timed windows at ``--rate`` one after the other, each of fresh requests (the worker's
 own window, :func:`vllm_mobo.measure.online.measure_rate`, with the config's ``min_window_s`` and cool-down).
-Prints per window p99 and p90 TTFT, p99 TPOT and J/output token (ESTIMATED on the CPU build), then the first
-half of the windows against the second::
+With ``--overload RATE --overload-windows N``, N windows at RATE (a capacity search's failing steps) come
+between the first and the second half. Prints per window p99 and p90 TTFT, p99 TPOT and J/output token
+(ESTIMATED on the CPU build), then the first half of the windows at ``--rate`` against the second; ``--csv``
+is rewritten after every window. ``vllm-default`` names vLLM's default configuration::
 
     .venv/bin/python benchmarks/server_age.py benchmarks/configs/cpu_online3_table.yaml OUT \\
-        seqs32-mbt8192-chunk1 --rate 8 --windows 12 --csv OUT/server-age.csv
+        seqs32-mbt8192-chunk1 vllm-default --rate 8 --windows 12 --csv OUT/server-age.csv
 
 This is why capacity mode measures the target rates first (the worker's docstring): a window's figures depend
 on how long its server has been serving. Cores: nothing else may run beside it.
@@ -35,25 +37,26 @@ from vllm_mobo.search.plan import platform_for, valid_and_skipped
 COLUMNS = ["ttft_ms_p99", "ttft_ms_p90", "tpot_ms_p99", "joules_per_output_token", "window_s"]
 
 
-def windows(config: dict, name: str, candidate: dict, model_dir: Path, rate: float, count: int,
-            log_dir: Path) -> list[dict]:
-    """``count`` windows at ``rate`` on one fresh server of ``candidate``, after its warm-up."""
+def windows(config: dict, name: str, candidate: dict, model_dir: Path, plan: list[float], log_dir: Path,
+            rows: list[dict], csv: Path | None) -> None:
+    """One window per rate of ``plan`` on one fresh server of ``candidate``, after its warm-up; each window's
+    row is appended to ``rows`` (and ``csv`` rewritten) as it ends."""
     spec = build_spec(config, {"name": name, "config": candidate}, str(model_dir))
     spec["cpu_kvcache_space_gib"] = config["benchmark"].get("cpu_kvcache_space_gib", 1)
     spec["server_log"] = str(log_dir / f"{name}-server.log")
     server, _, _ = start_server(spec, serve_parser(), env=worker_environment(spec))
-    rows = []
     try:
         load = online.Load(spec, server, load_tokenizer(spec["model"]))
         warm = sample_requests(spec, count=spec["warmup_prompts"], seed_offset=WARMUP_SEED_OFFSET)
         run_load(load.base_url, spec["model"], warm, float("inf"), {}, seed=0, tokenizer=load.tokenizer)
-        for i in range(count):
+        for i, rate in enumerate(plan):
             m = online.measure_rate(spec, load, rate)
             rows.append({"configuration": name, "window": i, "request_rate": rate,
                          **{k: m[k] for k in COLUMNS}, "energy": m["energy"]["provenance"]})
+            if csv:
+                pd.DataFrame(rows).to_csv(csv, index=False)
     finally:
         server.stop()
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,13 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("candidates", nargs="+", help="configuration names of the config's space")
     ap.add_argument("--rate", type=float, default=8.0, help="requests/s of every window (default 8)")
     ap.add_argument("--windows", type=int, default=12)
+    ap.add_argument("--overload", type=float, help="requests/s of the windows between the halves")
+    ap.add_argument("--overload-windows", type=int, default=0)
     ap.add_argument("--csv", type=Path)
     a = ap.parse_args(argv)
     config = load_config(a.config)
     if config["benchmark"]["mode"] != "online":
         raise SystemExit(f"benchmark.mode must be online, got {config['benchmark']['mode']!r}")
     _, valid, _ = valid_and_skipped(config, platform_for(config))
-    by_name = {candidate_name(c): c for c in valid}
+    by_name = {candidate_name(c): c for c in [{}, *valid]}
     unknown = [n for n in a.candidates if n not in by_name]
     if unknown:
         raise SystemExit(f"not valid configurations of the config's search space: {unknown}")
@@ -77,13 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = a.out / "model"
     if not (model_dir / "config.json").exists():
         write_model_dir(config["workload"]["model"], model_dir)
-    rows = [r for name in a.candidates
-            for r in windows(config, name, by_name[name], model_dir, a.rate, a.windows, a.out)]
+    if a.overload_windows and not a.overload:
+        raise SystemExit("--overload-windows needs --overload RATE")
+    half = a.windows // 2
+    plan = [a.rate] * half + [a.overload] * a.overload_windows + [a.rate] * (a.windows - half)
+    rows = []
+    for name in a.candidates:
+        windows(config, name, by_name[name], model_dir, plan, a.out, rows, a.csv)
     frame = pd.DataFrame(rows)
-    if a.csv:
-        frame.to_csv(a.csv, index=False)
-    print(frame.drop(columns="request_rate").round(4).to_string(index=False))
-    frame["half"] = ["first" if w < a.windows // 2 else "second" for w in frame.window]
+    print(frame.round(4).to_string(index=False))
+    frame = frame[frame.request_rate == a.rate].copy()
+    frame["half"] = ["first" if w < half else "second" for w in frame.window]
     print(f"\nmedian per half of each server's {a.windows} windows at {a.rate:g} req/s "
           f"(J/token {frame.energy.iloc[0].upper() if frame.energy.iloc[0] != 'measured' else 'measured'}):")
     print(frame.groupby(["configuration", "half"])[COLUMNS[:4]].median().round(4).to_string())

@@ -1,12 +1,15 @@
-"""The target rate measured after the capacity search against the same rate at the ramp's start, on one server.
+"""The target rate against the same rate at the capacity ramp's start, on one server.
 
-In capacity mode (``benchmark.online.capacity``) each server first runs the capacity ramp, which starts at
-``start_rate``, and then measures the target rates (``request_rates``). Where the first target rate equals
-``start_rate``, every run measures that rate twice: first on a fresh server, then after the search's overloaded
-steps. This script runs the named configurations of a config ``--repeats`` times each (a fresh server every time,
-in a seeded random order, as the pipeline's worker does), then prints both windows of every run side by side:
-p99 TTFT, p99 TPOT and J/output token (CPU energy is ESTIMATED on the CPU build) and the window's length.
-Finished runs are kept in OUT and not measured again::
+In capacity mode (``benchmark.online.capacity``) each server measures the target rates (``request_rates``) and
+runs the capacity ramp, which starts at ``start_rate``. Where the first target rate equals ``start_rate``, every
+run measures that rate twice on one server. Since 2026-12-03 the targets come first (the server's first window)
+and the ramp starts right after them; before, the ramp came first and the targets after the whole search, which
+is how the committed CSVs docs/optimizer-benchmark/target-after-search-*.csv were measured (their ``window``
+labels: "ramp start", the first window, and "target after search"). This script runs the named configurations
+of a config ``--repeats`` times each (a fresh server every time, in a seeded random order, as the pipeline's
+worker does), then prints both windows of every run side by side: p99 TTFT, p99 TPOT and J/output token (CPU
+energy is ESTIMATED on the CPU build) and the window's length. Finished runs are kept in OUT and not measured
+again::
 
     .venv/bin/python benchmarks/target_after_search.py benchmarks/configs/cpu_online3_table.yaml OUT \\
         seqs32-mbt8192-chunk1 seqs16-mbt8192-chunk1 --repeats 2
@@ -53,8 +56,8 @@ def measure(config: dict, names: list[str], repeats: int, out: Path, seed: int) 
 
 
 def pairs(out: Path, rate: float) -> pd.DataFrame:
-    """Per run: the capacity search's first step at ``rate`` (the ramp's start) and the target window at ``rate``
-    after the search, from the run's record."""
+    """Per run: the target window at ``rate`` (the server's first) and the capacity search's first step at
+    ``rate`` (the ramp's start, right after the targets), from the run's record."""
     rows = []
     for path in sorted(out.glob("*-r*.json")):
         record = Record.from_dict(read_json(path))
@@ -64,7 +67,7 @@ def pairs(out: Path, rate: float) -> pd.DataFrame:
         if not record.ok or ramp is None or target is None:
             continue
         energy = record.energy.provenance
-        for label, window in (("ramp start", ramp), ("target after search", target)):
+        for label, window in (("target (first window)", target), ("ramp start (after the targets)", ramp)):
             rows.append({"configuration": record.candidate, "repeat": int(path.stem.rsplit("-r", 1)[1]),
                          "window": label, "request_rate": rate, "window_s": window["window_s"],
                          "ttft_ms_p99": window["ttft_ms_p99"], "tpot_ms_p99": window["tpot_ms_p99"],
@@ -95,15 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     frame = pairs(a.out, rate)
     if a.csv:
         frame.to_csv(a.csv, index=False)
-    ramp = frame[frame.window == "ramp start"].set_index(["configuration", "repeat"])
-    after = frame[frame.window == "target after search"].set_index(["configuration", "repeat"])
+    first = frame[frame.window == "target (first window)"].set_index(["configuration", "repeat"])
+    after = frame[frame.window == "ramp start (after the targets)"].set_index(["configuration", "repeat"])
     print(frame.pivot_table(index=["configuration", "repeat"], columns="window",
                             values=["ttft_ms_p99", "tpot_ms_p99", "joules_per_output_token"]).round(4).to_string())
-    ttft, joules = after.ttft_ms_p99 / ramp.ttft_ms_p99, after.joules_per_output_token / ramp.joules_per_output_token
-    print(f"{len(ramp)} runs at {rate:g} req/s; after the search: p99 TTFT higher in {int((ttft > 1).sum())} "
+    ttft, joules = after.ttft_ms_p99 / first.ttft_ms_p99, after.joules_per_output_token / first.joules_per_output_token
+    print(f"{len(first)} runs at {rate:g} req/s; the ramp's start against the target: p99 TTFT higher in "
+          f"{int((ttft > 1).sum())} "
           f"(ratio {ttft.min():.1f}-{ttft.max():.1f}), J/output token higher in {int((joules > 1).sum())} (ratio "
           f"{joules.min():.3f}-{joules.max():.3f}), p99 TPOT higher in "
-          f"{int((after.tpot_ms_p99 > ramp.tpot_ms_p99).sum())}")
+          f"{int((after.tpot_ms_p99 > first.tpot_ms_p99).sum())}")
     return 0
 
 

@@ -6,6 +6,8 @@
 #   nvml                         the NVML meter check
 #   pipeline CONFIG [RESULTS]    the search and its confirmation stage (docs/gpu-runs.md has the device plan)
 #   profile CONFIG [RESULTS] [PROFILE_YAML]
+#   table CONFIG [TABLE_TGZ]     the in-process table sweep (measure-table)
+#   age CONFIG ARGS...           benchmarks/server_age.py (one server's windows over its life)
 # Environment: LIMIT (seconds for Snakemake in a pipeline call, default 540: the call's tarball must be written
 # inside the device's 10 minutes), SET (a YAML mapping merged into the config, e.g.
 # '{optimizer: {budget: 6}, confirm: {max_configs: 1}}'; a later call with a larger budget reopens a search its
@@ -18,6 +20,11 @@ for d in .wa .wb; do
 done
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 what=$1; shift
+merged_config() {  # CONFIG with SET merged into it, on stdout
+  python3 -c 'import sys, yaml; sys.path.insert(0, "benchmarks/device"); from restore_search import merge
+c = yaml.safe_load(open(sys.argv[1])); print(yaml.safe_dump(merge(c, yaml.safe_load(sys.argv[2]) or {}), sort_keys=False))' \
+    "$1" "${SET:-}"
+}
 case "$what" in
   wheels)
     python3 -c 'import snakemake, vllm_mobo; print("snakemake", snakemake.__version__, "and vllm_mobo import")' \
@@ -31,14 +38,20 @@ case "$what" in
     # LIMIT seconds (default 480), so that the call, one engine start later, is inside the device's 10 minutes.
     cfg=$1; name=$(basename "$cfg" .yaml); work=/tmp/table-$name; mkdir -p "$work"
     [ -n "${2:-}" ] && tar xzf "$2" -C "$work"
-    python3 -c 'import sys, yaml; sys.path.insert(0, "benchmarks/device"); from restore_search import merge
-c = yaml.safe_load(open(sys.argv[1])); print(yaml.safe_dump(merge(c, yaml.safe_load(sys.argv[2]) or {}), sort_keys=False))' \
-      "$cfg" "${SET:-}" > "$work/config.yaml" || exit 1
+    merged_config "$cfg" > "$work/config.yaml" || exit 1
     nvidia-smi --query-gpu=name,uuid,driver_version,memory.total --format=csv >> "$OUT/gpu.csv"
     python3 -m vllm_mobo.cli measure-table "$work/config.yaml" "$work/$name" --max-engines 1 \
       --repeat-candidates "${REPEAT_CANDIDATES:-0}" --repeats "${REPEATS:-0}" --time-limit-s "${LIMIT:-480}" \
       2>&1 | grep --line-buffered -v " WARNING \| INFO " | tee -a "$OUT/table-$name.log"
     (cd "$work" && tar czf "$OUT/table-$name.tgz" config.yaml "$name") ;;
+  age)
+    # benchmarks/server_age.py on this GPU: CONFIG (with SET merged), then that script's own arguments
+    cfg=$1; shift; mkdir -p /tmp/age
+    merged_config "$cfg" > /tmp/age/config.yaml || exit 1
+    nvidia-smi --query-gpu=name,uuid,driver_version,memory.total --format=csv >> "$OUT/gpu.csv"
+    cp /tmp/age/config.yaml "$OUT/server-age-config.yaml"
+    python3 benchmarks/server_age.py /tmp/age/config.yaml /tmp/age "$@" --csv "$OUT/server-age.csv" 2>&1 \
+      | grep --line-buffered -v " WARNING \| INFO " | tee -a "$OUT/server-age.log" ;;
   pipeline)
     # RESULTS (optional): an unfinished search run elsewhere (a results-<name>.tgz or a flattened docs/gpu copy,
     # with its confirm/ folder), restored into the working directory so that the search, or its confirmation,
