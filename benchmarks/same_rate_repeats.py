@@ -4,7 +4,8 @@ When the capacity search starts at the target rate (``benchmark.online.capacity.
 ``request_rates``), every configuration measured that rate twice on one server: the target window and the ramp's
 first step (since 2026-12-03 the target comes first; before, it came after the search). Their relative
 differences estimate the noise of one window at that rate (same server, so engine start-up variation is not in
-it), plus the drift of a server over its windows (its first window runs cheapest on the CPU build: README).
+it), plus the drift of a server over its windows (on the CPU build its first window ran cheapest in ESTIMATED
+J/token: README).
 
     python benchmarks/same_rate_repeats.py RESULTS_DIR [--csv OUT.csv]
 
