@@ -18,6 +18,7 @@ on how long its server has been serving. Cores: nothing else may run beside it.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overload-windows", type=int, default=0)
     ap.add_argument("--csv", type=Path)
     a = ap.parse_args(argv)
+    if a.overload_windows and not a.overload:
+        raise SystemExit("--overload-windows needs --overload RATE")
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # unwinds: the server is stopped
     config = load_config(a.config)
     if config["benchmark"]["mode"] != "online":
         raise SystemExit(f"benchmark.mode must be online, got {config['benchmark']['mode']!r}")
@@ -82,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = a.out / "model"
     if not (model_dir / "config.json").exists():
         write_model_dir(config["workload"]["model"], model_dir)
-    if a.overload_windows and not a.overload:
-        raise SystemExit("--overload-windows needs --overload RATE")
     half = a.windows // 2
     plan = [a.rate] * half + [a.overload] * a.overload_windows + [a.rate] * (a.windows - half)
     rows = []
