@@ -4,8 +4,10 @@ For each table (a folder of ``vllm-mobo measure-table``), the successful rows of
 they were measured (each record's ``timing.window_started_at``), and each objective's log value is fitted by the
 knobs' main effects (least squares, one indicator per knob value). If the machine's speed drifted during the sweep,
 the residuals of measurements taken one after the other are alike: printed is their lag-1 autocorrelation in
-measurement order, its permutation p-value (the residuals shuffled 5,000 times) and the Spearman correlation of the
-residuals with the time of measurement (a trend); ``energy`` says whether a J/token is measured or ESTIMATED::
+measurement order, its permutation p-value (the residuals shuffled 5,000 times), the Spearman correlation of the
+residuals with the time of measurement (a trend) and the correlation of grid neighbours' residuals (rows one step
+apart in one knob: where the drift lands in the space); ``energy`` says whether a J/token is measured or
+ESTIMATED::
 
     .venv/bin/python benchmarks/table_drift.py benchmarks/replay/tables/cpu-2core-tiny-llama-3s [TABLE ...]
 
@@ -48,6 +50,33 @@ def lag1(r: np.ndarray) -> float:
     return float(np.corrcoef(r[:-1], r[1:])[0, 1])
 
 
+def grid_neighbour_correlation(frame: pd.DataFrame, resid: np.ndarray) -> float:
+    """Correlation of the residuals of grid neighbours: pairs of rows one step apart in one knob (its values in
+    order), equal in every other. Drift along a sweep in the space's order makes it positive; in random order
+    it should be about 0 whatever the machine did."""
+    knobs = [c for c in frame.columns if c.startswith("knob:")]
+
+    def order(v: str):
+        try:
+            return (0, float(v), v)
+        except ValueError:
+            return (1, 0.0, v)
+
+    steps = {k: {v: i for i, v in enumerate(sorted(frame[k].unique(), key=order))} for k in knobs}
+    at = {tuple(row): i for i, row in enumerate(frame[knobs].itertuples(index=False, name=None))}
+    left, right = [], []
+    for i, row in enumerate(frame[knobs].itertuples(index=False, name=None)):
+        for j, k in enumerate(knobs):
+            values = list(steps[k])
+            nxt = steps[k][row[j]] + 1
+            if nxt < len(values):
+                q = at.get(row[:j] + (values[nxt],) + row[j + 1:])
+                if q is not None:
+                    left.append(resid[i])
+                    right.append(resid[q])
+    return float(np.corrcoef(left, right)[0, 1]) if len(left) > 2 else float("nan")
+
+
 def drift(frame: pd.DataFrame, metric: str, permutations: int, rng: np.random.Generator) -> dict:
     knobs = [c for c in frame.columns if c.startswith("knob:")]
     X = pd.get_dummies(frame[knobs], drop_first=True).astype(float)
@@ -64,6 +93,7 @@ def drift(frame: pd.DataFrame, metric: str, permutations: int, rng: np.random.Ge
             "knob_r2": 1 - resid.var() / y.var(), "lag1_autocorrelation": observed,
             "p_value": (1 + int((null >= observed).sum())) / (1 + permutations),
             "spearman_with_time": spearmanr(frame["started"], resid)[0],
+            "grid_neighbour_correlation": grid_neighbour_correlation(frame, resid),
             "sweep_minutes": (frame["started"].max() - frame["started"].min()) / 60}
 
 
