@@ -62,15 +62,15 @@ def grid_neighbour_correlation(frame: pd.DataFrame, resid: np.ndarray) -> float:
         except ValueError:
             return (1, 0.0, v)
 
-    steps = {k: {v: i for i, v in enumerate(sorted(frame[k].unique(), key=order))} for k in knobs}
+    values = {k: sorted(frame[k].unique(), key=order) for k in knobs}
+    steps = {k: {v: i for i, v in enumerate(vs)} for k, vs in values.items()}
     at = {tuple(row): i for i, row in enumerate(frame[knobs].itertuples(index=False, name=None))}
     left, right = [], []
     for i, row in enumerate(frame[knobs].itertuples(index=False, name=None)):
         for j, k in enumerate(knobs):
-            values = list(steps[k])
             nxt = steps[k][row[j]] + 1
-            if nxt < len(values):
-                q = at.get(row[:j] + (values[nxt],) + row[j + 1:])
+            if nxt < len(values[k]):
+                q = at.get(row[:j] + (values[k][nxt],) + row[j + 1:])
                 if q is not None:
                     left.append(resid[i])
                     right.append(resid[q])
