@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Markdown table of a GPU run's candidates (results/<run> of a finished or partial search, or a docs/gpu folder):
 throughput, J/output token with the run's GPU scope, and J/output token recomputed with scope `used` (the
-candidate's own GPUs from the per-GPU NVML counters + the CPU/RAM estimates), the idle GPUs' mean power.
+candidate's own GPUs from the per-GPU NVML counters + the CPU/RAM estimates), the idle GPUs' mean power; in
+iteration order, with a `card` column (the start of the GPUs' UUIDs) where the rows were measured on more than one
+set of cards.
 
     python benchmarks/device/gpu_run_table.py docs/gpu/<date>-<run>
 """
@@ -18,8 +20,9 @@ def rows(results_dir: Path):
     flattened = sorted((results_dir / "metrics").glob("*.json"))  # docs/gpu/<date>-<run>/metrics/
     for path in flattened or sorted(results_dir.rglob("metrics.json")):
         r = load_record(path)
+        card = " ".join(u.split("-")[1] for u in r.machine["gpu_uuids"])
         if not r.ok:
-            yield {"iteration": r.iteration, "candidate": r.candidate, "status": r.status}
+            yield {"iteration": r.iteration, "candidate": r.candidate, "card": card, "status": r.status}
             continue
         sources = {s.source: s for s in r.energy.sources}
         gpus = sources["gpu"].detail["gpus"]
@@ -28,7 +31,7 @@ def rows(results_dir: Path):
         others = [g for g in gpus if g["index"] not in used]
         window = sources["gpu"].detail["window_s"]
         rest = sum(s.joules for k, s in sources.items() if k != "gpu")
-        yield {"iteration": r.iteration, "candidate": r.candidate, "status": "ok",
+        yield {"iteration": r.iteration, "candidate": r.candidate, "card": card, "status": "ok",
                "gpus": len(used), "metered": len(r.gpus_metered) or len(gpus), "tok_s": r.metric("output_tokens_per_s"),
                "j_tok_node": r.metric("joules_per_output_token"),
                "own_gpu_j": own, "other_gpu_j": sum(g["joules"] for g in others),
@@ -40,11 +43,14 @@ def rows(results_dir: Path):
 
 
 def main() -> int:
-    results = list(rows(Path(sys.argv[1])))
+    results = sorted(rows(Path(sys.argv[1])), key=lambda r: (r["iteration"], r["candidate"]))
+    several_cards = len({r["card"] for r in results}) > 1
     online = any(r.get("ttft_p99") is not None for r in results)
     table = []
     for r in results:
         row = {"iter": r["iteration"], "candidate": f"`{r['candidate']}`"}
+        if several_cards:
+            row["card"] = r["card"]
         if r["status"] != "ok":
             table.append({**row, "GPUs": "failed"})
             continue
