@@ -92,7 +92,7 @@ def test_collect_profiles_reuses_the_committed_device_profiles(offline_work):
     assert bd["idle_pct"].round(6).tolist() == committed["idle_pct"].round(6).tolist()
 
 
-def test_gpu_run_table_orders_by_iteration_and_names_each_rows_card():
+def test_gpu_run_table_orders_by_iteration_and_names_each_rows_machine():
     # the three-objective table measured on two H200s (iterations 0-6 on one card, 7-12 on another)
     proc = _script("gpu_run_table.py", REPO / "docs" / "gpu" / "2026-12-03-h200-online3-table")
     assert proc.returncode == 0, proc.stderr
@@ -101,16 +101,16 @@ def test_gpu_run_table_orders_by_iteration_and_names_each_rows_card():
     rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
     assert [int(r["iter"]) for r in rows] == sorted(int(r["iter"]) for r in rows)
     assert int(rows[-1]["iter"]) == 12 and len(rows) == 14
-    assert {r["card"] for r in rows if int(r["iter"]) <= 6} == {"82459392"}
-    assert {r["card"] for r in rows if int(r["iter"]) >= 7} == {"d62c0f88"}
+    assert {r["machine"] for r in rows if int(r["iter"]) <= 6} == {"vm (GPU 82459392)"}
+    assert {r["machine"] for r in rows if int(r["iter"]) >= 7} == {"vm (GPU d62c0f88)"}
     # the 16-sequence configurations missed the SLOs at 20 req/s
     assert {r["candidate"].strip("`") for r in rows if r["SLOs met"] == "False"} == {
         "seqs16-mbt8192-chunk1-tp1-pp1", "seqs16-mbt8192-chunk0-tp1-pp1", "seqs16-mbt2048-chunk1-tp1-pp1"}
     assert "ESTIMATED" in proc.stdout
 
 
-def test_gpu_run_table_has_no_card_column_for_a_run_on_one_set_of_cards():
+def test_gpu_run_table_has_no_machine_column_for_a_run_on_one_machine():
     proc = _script("gpu_run_table.py", REPO / "docs" / "gpu" / "2026-11-30-h200-offline-gpuspace-confirm")
     assert proc.returncode == 0, proc.stderr
     header = proc.stdout.splitlines()[0]
-    assert "| card " not in header and "| candidate " in header
+    assert "| machine " not in header and "| candidate " in header

@@ -24,7 +24,7 @@ import yaml
 
 from conftest import built_pdf_text, run_snakemake
 from vllm_mobo.config import load_schema, validate_config
-from vllm_mobo.records import metric_label, record_index
+from vllm_mobo.records import load_records, metric_label, observation_row, record_index
 from vllm_mobo.report import analysis, baseline, energy, knobs
 from vllm_mobo.report import plots as P
 from vllm_mobo.report.latex import latex_context, objectives_phrase, render_latex, rst_caption
@@ -274,6 +274,21 @@ def test_tp_pp_filled_from_resolved_engine_args():
         rec = record_of(run["records"], row)
         assert row["tensor_parallel_size"] == rec.resolved_engine_args["tensor_parallel_size"]
         assert row["pipeline_parallel_size"] == rec.resolved_engine_args["pipeline_parallel_size"]
+
+
+def test_limitations_name_the_machines_when_a_run_spans_several():
+    # the three-objective GPU table: iterations 0-6 measured on one H200, 7-12 on another
+    records = load_records(sorted((ROOT / "docs" / "gpu" / "2026-12-03-h200-online3-table" / "metrics").glob("*.json")))
+    keys = ["max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill"]
+    obs = pd.DataFrame([observation_row(r, keys) for r in records])
+    items = analysis.limitations(obs, records, keys, analysis.search_summary(obs, []))
+    [machines] = [x for x in items if "machines" in x]
+    assert "on 2 machines (8 on vm (GPU 82459392); 6 on vm (GPU d62c0f88))" in machines
+    # one machine: nothing said
+    run, _ = fixture_tables()
+    obs = run["observations"]
+    assert not [x for x in analysis.limitations(obs, run["records"], keys, analysis.search_summary(obs, []))
+                if "machines" in x]
 
 
 def test_latency_columns_are_found_by_name():

@@ -2,8 +2,8 @@
 """Markdown table of a GPU run's candidates (results/<run> of a finished or partial search, or a docs/gpu folder):
 throughput, J/output token with the run's GPU scope, and J/output token recomputed with scope `used` (the
 candidate's own GPUs from the per-GPU NVML counters + the CPU/RAM estimates), the idle GPUs' mean power; in
-iteration order, with a `card` column (the start of the GPUs' UUIDs) where the rows were measured on more than one
-set of cards.
+iteration order, with a `machine` column (host and the start of the GPUs' UUIDs) where the rows were measured on
+more than one machine.
 
     python benchmarks/device/gpu_run_table.py docs/gpu/<date>-<run>
 """
@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from vllm_mobo.records import MEASURED, load_record
+from vllm_mobo.records import MEASURED, load_record, machine_label
 
 
 def rows(results_dir: Path):
     flattened = sorted((results_dir / "metrics").glob("*.json"))  # docs/gpu/<date>-<run>/metrics/
     for path in flattened or sorted(results_dir.rglob("metrics.json")):
         r = load_record(path)
-        card = " ".join(u.split("-")[1] for u in r.machine["gpu_uuids"])
+        machine = machine_label(r.machine)
         if not r.ok:
-            yield {"iteration": r.iteration, "candidate": r.candidate, "card": card, "status": r.status}
+            yield {"iteration": r.iteration, "candidate": r.candidate, "machine": machine, "status": r.status}
             continue
         sources = {s.source: s for s in r.energy.sources}
         gpus = sources["gpu"].detail["gpus"]
@@ -31,7 +31,7 @@ def rows(results_dir: Path):
         others = [g for g in gpus if g["index"] not in used]
         window = sources["gpu"].detail["window_s"]
         rest = sum(s.joules for k, s in sources.items() if k != "gpu")
-        yield {"iteration": r.iteration, "candidate": r.candidate, "card": card, "status": "ok",
+        yield {"iteration": r.iteration, "candidate": r.candidate, "machine": machine, "status": "ok",
                "gpus": len(used), "metered": len(r.gpus_metered) or len(gpus), "tok_s": r.metric("output_tokens_per_s"),
                "j_tok_node": r.metric("joules_per_output_token"),
                "own_gpu_j": own, "other_gpu_j": sum(g["joules"] for g in others),
@@ -44,13 +44,13 @@ def rows(results_dir: Path):
 
 def main() -> int:
     results = sorted(rows(Path(sys.argv[1])), key=lambda r: (r["iteration"], r["candidate"]))
-    several_cards = len({r["card"] for r in results}) > 1
+    several_machines = len({r["machine"] for r in results}) > 1
     online = any(r.get("ttft_p99") is not None for r in results)
     table = []
     for r in results:
         row = {"iter": r["iteration"], "candidate": f"`{r['candidate']}`"}
-        if several_cards:
-            row["card"] = r["card"]
+        if several_machines:
+            row["machine"] = r["machine"]
         if r["status"] != "ok":
             table.append({**row, "GPUs": "failed"})
             continue

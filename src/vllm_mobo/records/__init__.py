@@ -140,6 +140,13 @@ def metric_label(metric: str) -> str:
     return METRICS[metric].label if metric in METRICS else metric
 
 
+def machine_label(machine: dict) -> str:
+    """A :attr:`Record.machine` as text: the host, and the first group of each GPU's UUID (``vm (GPU 82459392)``)."""
+    gpus = [u.split("-")[1] if "-" in u else u for u in machine.get("gpu_uuids") or []]
+    host = machine.get("hostname") or "unknown host"
+    return f"{host} (GPU {', '.join(gpus)})" if gpus else host
+
+
 def provenance_summary(provenances: Iterable[str]) -> str:
     """One word for several figures' provenance: ``measured``, ``estimated``, ``partly estimated`` (some of
     each), or ``unavailable`` (none)."""

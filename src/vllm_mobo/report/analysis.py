@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import read_json
-from ..records import Record, load_records, metric_label, record_index
+from ..records import Record, load_records, machine_label, metric_label, record_index
 from .energy import energy_qualifier, estimated_sources, measured_sources
 from .knobs import FEW_OBSERVATIONS, knob_columns
 from .tables import feasible_rows, in_words
@@ -142,6 +142,14 @@ def limitations(obs: pd.DataFrame, records: list[Record], space_keys, summary: d
         out.append("The engine ran on vLLM's CPU build: results do not transfer to GPUs.")
     if summary.get("failed"):
         out.append(f"{summary['failed']} configuration(s) failed and are excluded from the front.")
+    machines = pd.Series([machine_label(r.machine) for r in records], dtype=object).value_counts(sort=False)
+    if len(machines) > 1:
+        where = "; ".join(f"{n} on {m}" for m, n in machines.items())
+        out.append(f"The configurations were measured on {len(machines)} machines ({where}). Cards of one model "
+                   "can differ by more than the configurations do (two H200s gave 9% and 15% different J/token for "
+                   "the same two configurations under one workload): a difference between configurations measured "
+                   "on different machines mixes configuration and machine. The confirmation stage measures what "
+                   "it compares on one machine.")
     return out
 
 
