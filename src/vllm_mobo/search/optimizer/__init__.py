@@ -5,6 +5,8 @@
 - :mod:`.ehvi`: exact expected hypervolume improvement for two objectives.
 - :mod:`.surrogate`: one Gaussian process per objective and a feasibility classifier (scikit-learn).
 - :mod:`.gp_models`: BoTorch GPs per objective and per modelled SLO; :mod:`.noise`: ``optimizer.noise`` as variances.
+- :mod:`.shared_posterior`: BoTorch's qLogNEHVI values with one posterior per chunk of configurations;
+  :mod:`.fused_kernel`: BoTorch's fused qLogEHVI kernel, loaded so that a killed load cannot hang later ones.
 - :mod:`.observations`: the observations and the transforms strategies share; :mod:`.state`: one iteration's state.
 - :mod:`.strategies`: the strategies by name, one module each: :mod:`.nehvi` (``qlognehvi``, the default),
   :mod:`.ehvi_search` (``ehvi``),

@@ -44,6 +44,7 @@ from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputO
 from botorch.optim import optimize_acqf_discrete
 from botorch.sampling import SobolQMCNormalSampler
 
+from . import fused_kernel
 from .gp_models import fit_outcomes, tensor
 from .observations import encode_observed, log_objectives_min, reference_point
 from .pareto import hypervolume, pareto_mask
@@ -141,6 +142,7 @@ def _acquisition(model, state: SearchState, k: int, n: int, X_obs, constraints, 
     pending points enter each evaluation jointly (inclusion-exclusion over at most ``n`` points) instead of
     re-partitioning every MC sample's front per pick (BoTorch's Python box decomposition: seconds per pick with 3-4
     objectives). Built on :data:`THREADS` torch threads (the box decompositions of the sampled fronts)."""
+    fused_kernel.load()
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(THREADS)
