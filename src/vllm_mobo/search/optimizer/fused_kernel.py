@@ -69,7 +69,12 @@ def load() -> None:
     if loader is None or getattr(logei, "_load_attempted", False):
         _loaded = True
         return
-    directory = build_directory()
+    try:
+        directory = build_directory()
+    except (ImportError, AttributeError):  # a torch without this private helper: BoTorch's loader as it is
+        loader()
+        _loaded = True
+        return
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "vllm_mobo.flock", "a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
