@@ -147,9 +147,9 @@ def limitations(obs: pd.DataFrame, records: list[Record], space_keys, summary: d
         where = "; ".join(f"{n} on {m}" for m, n in machines.items())
         out.append(f"The configurations were measured on {len(machines)} machines ({where}). Cards of one model "
                    "can differ by more than the configurations do (two H200s gave 9% and 15% different J/token for "
-                   "the same two configurations under one workload): a difference between configurations measured "
-                   "on different machines mixes configuration and machine. The confirmation stage measures what "
-                   "it compares on one machine.")
+                   "the same two configurations under one workload; GPU energy measured, CPU and RAM estimated): a "
+                   "difference between configurations measured on different machines mixes configuration and "
+                   "machine. The confirmation stage measures what it compares on one machine.")
     return out
 
 

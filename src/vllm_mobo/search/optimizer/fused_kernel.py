@@ -26,8 +26,6 @@ EXTENSION = "logei_fused_ext"  # BoTorch's name for it (botorch/acquisition/mult
 STALE_AFTER_S = 300.0  # a torch build lock older than this, with no vllm-mobo process loading, is a leftover
 POLL_S = 0.5
 
-_loaded = False
-
 
 class StaleBuildLock(UserWarning):
     """A torch extension build lock left by a killed process was removed."""
@@ -59,21 +57,16 @@ def clear_stale_lock(directory: Path, stale_after_s: float = STALE_AFTER_S) -> b
 
 
 def load() -> None:
-    """Load BoTorch's fused kernel once per process (see the module docstring); a no-op after the first call."""
-    global _loaded
-    if _loaded:
-        return
+    """Load BoTorch's fused kernel under the OS lock (see the module docstring); a no-op once BoTorch has tried."""
     from botorch.acquisition.multi_objective import logei
 
     loader = getattr(logei, "_try_load_fused_kernel", None)
     if loader is None or getattr(logei, "_load_attempted", False):
-        _loaded = True
         return
     try:
         directory = build_directory()
-    except (ImportError, AttributeError):  # a torch without this private helper: BoTorch's loader as it is
+    except ImportError:  # a torch without this private helper: BoTorch's loader as it is
         loader()
-        _loaded = True
         return
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "vllm_mobo.flock", "a") as guard:
@@ -83,4 +76,3 @@ def load() -> None:
             loader()
         finally:
             fcntl.flock(guard, fcntl.LOCK_UN)
-    _loaded = True
