@@ -93,19 +93,21 @@ def test_collect_profiles_reuses_the_committed_device_profiles(offline_work):
 
 
 def test_gpu_run_table_orders_by_iteration_and_names_each_rows_machine():
-    # the three-objective table measured on two H200s (iterations 0-6 on one card, 7-12 on another)
+    # the three-objective table measured on three H200s (iterations 0-6, 7-12 and 13-18 each on a card of its own)
     proc = _script("gpu_run_table.py", REPO / "docs" / "gpu" / "2026-12-03-h200-online3-table")
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
     assert [int(r["iter"]) for r in rows] == sorted(int(r["iter"]) for r in rows)
-    assert int(rows[-1]["iter"]) == 12 and len(rows) == 14
+    assert int(rows[-1]["iter"]) == 18 and len(rows) == 20
     assert {r["machine"] for r in rows if int(r["iter"]) <= 6} == {"vm (GPU 82459392)"}
-    assert {r["machine"] for r in rows if int(r["iter"]) >= 7} == {"vm (GPU d62c0f88)"}
-    # the 16-sequence configurations missed the SLOs at 20 req/s
+    assert {r["machine"] for r in rows if 7 <= int(r["iter"]) <= 12} == {"vm (GPU d62c0f88)"}
+    assert {r["machine"] for r in rows if int(r["iter"]) >= 13} == {"vm (GPU eb6bae28)"}
+    # the 16-sequence configurations did not keep up with 20 req/s; seqs32-mbt8192-chunk1 missed the TTFT SLO
     assert {r["candidate"].strip("`") for r in rows if r["SLOs met"] == "False"} == {
-        "seqs16-mbt8192-chunk1-tp1-pp1", "seqs16-mbt8192-chunk0-tp1-pp1", "seqs16-mbt2048-chunk1-tp1-pp1"}
+        "seqs16-mbt8192-chunk1-tp1-pp1", "seqs16-mbt8192-chunk0-tp1-pp1", "seqs16-mbt2048-chunk1-tp1-pp1",
+        "seqs16-mbt512-chunk1-tp1-pp1", "seqs32-mbt8192-chunk1-tp1-pp1"}
     assert "ESTIMATED" in proc.stdout
 
 

@@ -277,13 +277,13 @@ def test_tp_pp_filled_from_resolved_engine_args():
 
 
 def test_limitations_name_the_machines_when_a_run_spans_several():
-    # the three-objective GPU table: iterations 0-6 measured on one H200, 7-12 on another
+    # the three-objective GPU table: iterations 0-6, 7-12 and 13-18 each measured on an H200 of its own
     records = load_records(sorted((ROOT / "docs" / "gpu" / "2026-12-03-h200-online3-table" / "metrics").glob("*.json")))
     keys = ["max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill"]
     obs = pd.DataFrame([observation_row(r, keys) for r in records])
     items = analysis.limitations(obs, records, keys, analysis.search_summary(obs, []))
     [machines] = [x for x in items if "machines" in x]
-    assert "on 2 machines (8 on vm (GPU 82459392); 6 on vm (GPU d62c0f88))" in machines
+    assert "on 3 machines (8 on vm (GPU 82459392); 6 on vm (GPU d62c0f88); 6 on vm (GPU eb6bae28))" in machines
     # one machine: nothing said
     run, _ = fixture_tables()
     obs = run["observations"]
