@@ -1,5 +1,6 @@
 """BoTorch's fused qLogEHVI kernel loads past a torch build lock left by a killed process, instead of waiting for it
-forever (pytorch/pytorch#189245). Real files, a real torch extension build in a subprocess."""
+forever (pytorch/pytorch#189245), and is built per CPU (it is compiled with -march=native). Real files, a real torch
+extension build in a subprocess."""
 
 from __future__ import annotations
 
@@ -13,7 +14,46 @@ import warnings
 import pytest
 
 from vllm_mobo.search.optimizer import fused_kernel
-from vllm_mobo.search.optimizer.fused_kernel import StaleBuildLock, clear_stale_lock
+from vllm_mobo.search.optimizer.fused_kernel import StaleBuildLock, clear_stale_lock, cpu_tag
+
+# two processors of one x86 machine as /proc/cpuinfo lists them (shortened)
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+cpu MHz\t\t: 2000.000
+core id\t\t: 0
+flags\t\t: fpu sse2 avx2 avx512f amx_tile
+bogomips\t: 4000.00
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+cpu MHz\t\t: 3800.000
+core id\t\t: 1
+flags\t\t: fpu sse2 avx2 avx512f amx_tile
+bogomips\t: 4000.00
+"""
+
+
+def test_the_cpu_tag_follows_the_instruction_set_not_the_clock_or_the_core():
+    tag = cpu_tag(CPUINFO)
+    assert tag.startswith("cpu-") and len(tag) == 14
+    assert cpu_tag(CPUINFO.replace("2000.000", "3100.000").replace("core id\t\t: 0", "core id\t\t: 7")) == tag
+    # an older node of the same vendor: fewer instruction-set extensions
+    assert cpu_tag(CPUINFO.replace("avx512f amx_tile", "")) != tag
+    assert cpu_tag(CPUINFO.replace("model\t\t: 143", "model\t\t: 106")) != tag
+    arm = "processor\t: 0\nFeatures\t: fp asimd sve\nCPU implementer\t: 0x41\nCPU part\t: 0xd40\n"
+    assert cpu_tag(arm) != cpu_tag(arm.replace(" sve", ""))
+    assert cpu_tag() == cpu_tag()  # this machine's /proc/cpuinfo
+
+
+def test_the_kernel_is_built_in_a_folder_of_this_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    assert fused_kernel.build_directory() == tmp_path / cpu_tag() / fused_kernel.EXTENSION
 
 
 def test_no_lock_returns_at_once(tmp_path):
@@ -43,17 +83,20 @@ def test_a_lock_released_by_its_builder_is_not_reported(tmp_path):
 @pytest.mark.slow
 def test_a_proposal_process_loads_past_a_stale_build_lock(tmp_path):
     """A lock an hour old in the kernel's build directory (as a killed load leaves it): the load removes it, says
-    so, and returns; BoTorch's own loader would wait on it forever. Builds the kernel (~40 s on 2 cores)."""
+    so, and returns; BoTorch's own loader would wait on it forever. Builds the kernel (~40 s on 2 cores) in this
+    CPU's folder and leaves TORCH_EXTENSIONS_DIR as it found it."""
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
-    directory = tmp_path / fused_kernel.EXTENSION
-    directory.mkdir()
+    directory = tmp_path / cpu_tag() / fused_kernel.EXTENSION
+    directory.mkdir(parents=True)
     (directory / "lock").touch()
     old = time.time() - 3600
     os.utime(directory / "lock", (old, old))
     code = ("from vllm_mobo.search.optimizer import fused_kernel; fused_kernel.load(); "
-            "from botorch.acquisition.multi_objective import logei; print('loaded', logei._load_attempted)")
+            "import os; from botorch.acquisition.multi_objective import logei; "
+            "print('loaded', logei._load_attempted, logei._C is not None, os.environ['TORCH_EXTENSIONS_DIR'])")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "loaded True" in proc.stdout
+    assert f"loaded True True {tmp_path}" in proc.stdout
+    assert list(directory.glob(f"{fused_kernel.EXTENSION}*.so"))
     assert "StaleBuildLock" in proc.stderr and str(directory / "lock") in proc.stderr
     assert not (directory / "lock").exists()

@@ -13,11 +13,20 @@ the kernel when its holder dies), so vllm-mobo processes load one at a time. Hol
 either another program's build in progress or a leftover: it is waited for until it is :data:`STALE_AFTER_S`
 old (a build here takes well under a minute), then removed with a warning naming it. Where BoTorch has no fused
 kernel (older versions) or the build fails, BoTorch's pure-Python path is used, as BoTorch itself does.
+
+BoTorch compiles the kernel with ``-march=native``, and ninja rebuilds on changed sources or flags, not on another
+CPU: in a build directory shared by nodes of different CPUs (a home directory on a SLURM cluster) a kernel built on
+a newer node would be loaded on an older one and die of an illegal instruction. So the kernel is built in a
+sub-folder named for the CPU (:func:`cpu_tag`) of torch's extensions directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
+import os
+import platform
 import time
 import warnings
 from pathlib import Path
@@ -31,11 +40,46 @@ class StaleBuildLock(UserWarning):
     """A torch extension build lock left by a killed process was removed."""
 
 
+# /proc/cpuinfo fields that decide what -march=native emits (x86: vendor, family, model, flags; Arm: implementer,
+# part, features); clock speeds, core ids and bogomips vary between the cores of one machine and are left out
+ISA_FIELDS = ("vendor_id", "cpu family", "model", "model name", "flags", "CPU implementer", "CPU architecture",
+              "CPU variant", "CPU part", "Features")
+
+
+def cpu_tag(cpuinfo: str | None = None) -> str:
+    """``cpu-`` and 10 hex digits naming this CPU's model and instruction set, from the first processor of
+    ``/proc/cpuinfo`` (or ``cpuinfo``, its text); from :mod:`platform` where there is no ``/proc/cpuinfo``."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = f"machine: {platform.machine()}\nmodel name: {platform.processor()}"
+    first = cpuinfo.strip().split("\n\n", 1)[0]
+    fields = [(key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in first.splitlines())]
+    isa = "\n".join(f"{k}: {v}" for k, v in fields if k in ISA_FIELDS or k == "machine")
+    return "cpu-" + hashlib.sha1(isa.encode()).hexdigest()[:10]
+
+
 def build_directory() -> Path:
-    """Where torch builds BoTorch's kernel (``TORCH_EXTENSIONS_DIR`` or torch's cache default)."""
+    """Where torch builds BoTorch's kernel on this CPU: ``<extensions root>/<cpu tag>/logei_fused_ext``, the root
+    being ``TORCH_EXTENSIONS_DIR`` or torch's cache default (created if missing)."""
     from torch.utils.cpp_extension import _get_build_directory
 
-    return Path(_get_build_directory(EXTENSION, False))
+    return Path(_get_build_directory(os.path.join(cpu_tag(), EXTENSION), False))
+
+
+@contextlib.contextmanager
+def _extensions_root(root: Path):
+    """``TORCH_EXTENSIONS_DIR`` set to ``root`` while BoTorch's loader runs, as it was afterwards."""
+    before = os.environ.get("TORCH_EXTENSIONS_DIR")
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(root)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TORCH_EXTENSIONS_DIR"]
+        else:
+            os.environ["TORCH_EXTENSIONS_DIR"] = before
 
 
 def clear_stale_lock(directory: Path, stale_after_s: float = STALE_AFTER_S) -> bool:
@@ -68,11 +112,11 @@ def load() -> None:
     except ImportError:  # a torch without this private helper: BoTorch's loader as it is
         loader()
         return
-    directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "vllm_mobo.flock", "a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
         try:
             clear_stale_lock(directory)
-            loader()
+            with _extensions_root(directory.parent):
+                loader()
         finally:
             fcntl.flock(guard, fcntl.LOCK_UN)
