@@ -16,39 +16,29 @@ import pytest
 from vllm_mobo.search.optimizer import fused_kernel
 from vllm_mobo.search.optimizer.fused_kernel import StaleBuildLock, clear_stale_lock, cpu_tag
 
-# two processors of one x86 machine as /proc/cpuinfo lists them (shortened)
-CPUINFO = """processor\t: 0
+# one x86 machine's /proc/cpuinfo (shortened): two processors whose clock and core id differ
+PROCESSOR = """processor\t: {i}
 vendor_id\t: GenuineIntel
 cpu family\t: 6
 model\t\t: 143
 model name\t: Intel(R) Xeon(R) Platinum 8480+
-cpu MHz\t\t: 2000.000
-core id\t\t: 0
-flags\t\t: fpu sse2 avx2 avx512f amx_tile
-bogomips\t: 4000.00
-
-processor\t: 1
-vendor_id\t: GenuineIntel
-cpu family\t: 6
-model\t\t: 143
-model name\t: Intel(R) Xeon(R) Platinum 8480+
-cpu MHz\t\t: 3800.000
-core id\t\t: 1
+cpu MHz\t\t: {mhz}
+core id\t\t: {i}
 flags\t\t: fpu sse2 avx2 avx512f amx_tile
 bogomips\t: 4000.00
 """
+CPUINFO = "\n".join(PROCESSOR.format(i=i, mhz=mhz) for i, mhz in ((0, "2000.000"), (1, "3800.000")))
 
 
 def test_the_cpu_tag_follows_the_instruction_set_not_the_clock_or_the_core():
     tag = cpu_tag(CPUINFO)
     assert tag.startswith("cpu-") and len(tag) == 14
-    assert cpu_tag(CPUINFO.replace("2000.000", "3100.000").replace("core id\t\t: 0", "core id\t\t: 7")) == tag
+    assert cpu_tag(PROCESSOR.format(i=1, mhz="3800.000")) == tag  # another core of the machine
     # an older node of the same vendor: fewer instruction-set extensions
     assert cpu_tag(CPUINFO.replace("avx512f amx_tile", "")) != tag
     assert cpu_tag(CPUINFO.replace("model\t\t: 143", "model\t\t: 106")) != tag
     arm = "processor\t: 0\nFeatures\t: fp asimd sve\nCPU implementer\t: 0x41\nCPU part\t: 0xd40\n"
     assert cpu_tag(arm) != cpu_tag(arm.replace(" sve", ""))
-    assert cpu_tag() == cpu_tag()  # this machine's /proc/cpuinfo
 
 
 def test_the_kernel_is_built_in_a_folder_of_this_cpu(tmp_path, monkeypatch):
