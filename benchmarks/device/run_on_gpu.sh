@@ -26,6 +26,13 @@ c = yaml.safe_load(open(sys.argv[1])); print(yaml.safe_dump(merge(c, yaml.safe_l
     "$1" "${SET:-}"
 }
 case "$what" in
+  pipeline|profile|table|age)
+    python3 -c 'import importlib.util as u, sys; sys.exit(not (u.find_spec("vllm") and u.find_spec("snakemake")))' || {
+      echo "vLLM or the pipeline's wheels are not installed on this machine: a bare machine (the device hands back" \
+           "one idle for 30 s, and the next call gets a fresh one); run the install calls again (docs/gpu-runs.md)" >&2
+      exit 3; } ;;
+esac
+case "$what" in
   wheels)
     python3 -c 'import snakemake, vllm_mobo; print("snakemake", snakemake.__version__, "and vllm_mobo import")' \
       || echo "the pipeline does not import yet: carry the other wheel folder (.wa, .wb) in the next call" ;;
