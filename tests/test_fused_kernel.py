@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -74,8 +75,11 @@ def test_a_lock_released_by_its_builder_is_not_reported(tmp_path):
 def test_a_proposal_process_loads_past_a_stale_build_lock(tmp_path):
     """A lock an hour old in the kernel's build directory (as a killed load leaves it): the load removes it, says
     so, and returns; BoTorch's own loader would wait on it forever. Builds the kernel (~40 s on 2 cores) in this
-    CPU's folder and leaves TORCH_EXTENSIONS_DIR as it found it."""
-    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    CPU's folder and leaves TORCH_EXTENSIONS_DIR as it found it; a second process with another PATH does not build
+    it again."""
+    bin_folder = Path(sys.executable).parent  # the environment's: its ninja first, as under `make test`
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path),
+           "PATH": os.pathsep.join([str(bin_folder), os.environ["PATH"]])}
     directory = tmp_path / cpu_tag() / fused_kernel.EXTENSION
     directory.mkdir(parents=True)
     (directory / "lock").touch()
@@ -87,6 +91,15 @@ def test_a_proposal_process_loads_past_a_stale_build_lock(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert f"loaded True True {tmp_path}" in proc.stdout
-    assert list(directory.glob(f"{fused_kernel.EXTENSION}*.so"))
     assert "StaleBuildLock" in proc.stderr and str(directory / "lock") in proc.stderr
     assert not (directory / "lock").exists()
+    [built] = directory.glob(f"{fused_kernel.EXTENSION}*.so")
+    # loaded again from a PATH without this environment's bin folder (a system ninja, if any, comes first there):
+    # the environment's ninja still runs, so the kernel is not built again
+    mtime = built.stat().st_mtime_ns
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != bin_folder)
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "PATH": path}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"loaded True True {tmp_path}" in proc.stdout
+    assert built.stat().st_mtime_ns == mtime

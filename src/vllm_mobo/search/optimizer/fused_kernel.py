@@ -17,7 +17,7 @@ kernel (older versions) or the build fails, BoTorch's pure-Python path is used, 
 BoTorch compiles the kernel with ``-march=native``, and ninja rebuilds on changed sources or flags, not on another
 CPU: in a build directory shared by nodes of different CPUs (a home directory on a SLURM cluster) a kernel built on
 a newer node would be loaded on an older one and die of an illegal instruction. So the kernel is built in a
-sub-folder named for the CPU (:func:`cpu_tag`) of torch's extensions directory.
+sub-folder named for the CPU (:func:`cpu_tag`) of torch's extensions directory, with the environment's own ninja.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import os
 import platform
+import sysconfig
 import time
 import warnings
 from pathlib import Path
@@ -69,17 +70,26 @@ def build_directory() -> Path:
 
 
 @contextlib.contextmanager
-def _extensions_root(root: Path):
-    """``TORCH_EXTENSIONS_DIR`` set to ``root`` while BoTorch's loader runs, as it was afterwards."""
-    before = os.environ.get("TORCH_EXTENSIONS_DIR")
-    os.environ["TORCH_EXTENSIONS_DIR"] = str(root)
+def _build_environment(root: Path):
+    """While BoTorch's loader runs: ``TORCH_EXTENSIONS_DIR`` set to ``root``, and this Python environment's own
+    ``ninja`` (pip's, beside its ``python``) first on ``PATH``; both as they were afterwards. torch runs the first
+    ``ninja`` on ``PATH``, and ninja versions cannot read each other's build logs (1.11 and 1.13 write logs v5 and
+    v7), so with a system ninja on one ``PATH`` and the environment's on another the kernel would be built again
+    (~40 s) whenever the ``PATH`` changed."""
+    changes = {"TORCH_EXTENSIONS_DIR": str(root)}
+    scripts = sysconfig.get_path("scripts")
+    if (Path(scripts) / "ninja").exists():
+        changes["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    before = {key: os.environ.get(key) for key in changes}
+    os.environ.update(changes)
     try:
         yield
     finally:
-        if before is None:
-            del os.environ["TORCH_EXTENSIONS_DIR"]
-        else:
-            os.environ["TORCH_EXTENSIONS_DIR"] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def clear_stale_lock(directory: Path, stale_after_s: float = STALE_AFTER_S) -> bool:
@@ -116,7 +126,7 @@ def load() -> None:
         fcntl.flock(guard, fcntl.LOCK_EX)
         try:
             clear_stale_lock(directory)
-            with _extensions_root(directory.parent):
+            with _build_environment(directory.parent):
                 loader()
         finally:
             fcntl.flock(guard, fcntl.LOCK_UN)
